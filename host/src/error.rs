@@ -1,0 +1,301 @@
+//! Error types of the host's config, trust and audit modules.
+//!
+//! Each error is a struct naming *what* it is about (a config file, a plugin path,
+//! an audit log and line) plus a `#[non_exhaustive]` kind saying *why*, so new
+//! reasons can be added without breaking callers. Messages are lowercase and quote
+//! the path or key they are about:
+//! - `plugbus.toml: unknown key 'bus.mailbox_capacty' (did you mean 'mailbox_capacity'?)`
+//! - `refusing plugin '/p/libx.so': file is writable by group or others (mode 0664)`
+//! - `audit log 'audit.jsonl' line 3 (seq 3): hash mismatch, record modified (...)`
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+// ---------------------------------------------------------------------------------
+// config
+// ---------------------------------------------------------------------------------
+
+/// A 1-based line and column in a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// Line number, from 1.
+    pub line: usize,
+    /// Column number in characters, from 1.
+    pub column: usize,
+}
+
+/// `plugbus.toml` could not be read, parsed or validated.
+///
+/// Displays as `<origin>: <reason>`, e.g.
+/// `plugbus.toml: invalid value for 'bus.mailbox_capacity': must be greater than 0`.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {kind}")]
+pub struct ConfigError {
+    /// The file (or other origin) the text came from, as given by the caller.
+    pub origin: String,
+    /// What went wrong.
+    #[source]
+    pub kind: ConfigErrorKind,
+}
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file could not be read.
+    #[error("cannot read config file: {source}")]
+    Read {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("{detail}")]
+    Syntax {
+        /// Where the parser stopped, when known.
+        location: Option<Location>,
+        /// The TOML parser's report, with line, column and the offending text.
+        detail: String,
+    },
+    /// A key that no table of the format knows.
+    #[error("unknown key '{key}'{}\n{detail}", suggestion_text(suggestion))]
+    UnknownKey {
+        /// Full dotted key path, e.g. `bus.mailbox_capacty`.
+        key: String,
+        /// The closest known key in the same table, if one is close.
+        suggestion: Option<String>,
+        /// Where the key is, when known.
+        location: Option<Location>,
+        /// The TOML parser's report, including the list of keys it expected.
+        detail: String,
+    },
+    /// A value of the wrong type, or outside its allowed range.
+    #[error("invalid value for '{key}': {reason}{}", detail_text(detail))]
+    InvalidValue {
+        /// Full dotted key path, e.g. `bus.retry.max_backoff`.
+        key: String,
+        /// Why the value is refused.
+        reason: String,
+        /// Where the value is, when known (type errors; not post-parse checks).
+        location: Option<Location>,
+        /// The TOML parser's snippet pointing at the value, when known.
+        detail: Option<String>,
+    },
+}
+
+fn suggestion_text(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean '{s}'?)"))
+        .unwrap_or_default()
+}
+
+fn detail_text(detail: &Option<String>) -> String {
+    detail
+        .as_ref()
+        .map(|d| format!("\n{d}"))
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------
+// trust
+// ---------------------------------------------------------------------------------
+
+/// A plugin file (or plugin directory) failed the trust checks.
+///
+/// Displays as `refusing plugin '<path>': <reason>`, or
+/// `cannot scan plugin directory '<path>': <reason>` for a directory that could not
+/// be listed.
+#[derive(Debug)]
+pub struct TrustError {
+    /// The path as given (for a symlink, the link; its target is in the kind).
+    pub path: PathBuf,
+    /// Why it was refused.
+    pub kind: TrustErrorKind,
+}
+
+impl fmt::Display for TrustError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            TrustErrorKind::DirectoryUnreadable { .. } => write!(
+                f,
+                "cannot scan plugin directory '{}': {}",
+                self.path.display(),
+                self.kind
+            ),
+            kind => write!(f, "refusing plugin '{}': {}", self.path.display(), kind),
+        }
+    }
+}
+
+impl std::error::Error for TrustError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
+
+/// Why a plugin file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustErrorKind {
+    /// The file could not be inspected or read (missing, unreadable, ...).
+    #[error("cannot inspect file: {source}")]
+    Io {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A plugin directory could not be listed.
+    #[error("{source}")]
+    DirectoryUnreadable {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The path is a symbolic link whose target lies outside every plugin directory.
+    #[error("symbolic link leads outside the plugin directories, to '{}'", target.display())]
+    SymlinkOutside {
+        /// The fully resolved target.
+        target: PathBuf,
+    },
+    /// The path resolves outside every plugin directory.
+    #[error("file resolves to '{}', outside every plugin directory", canonical.display())]
+    OutsideDirectories {
+        /// The fully resolved path.
+        canonical: PathBuf,
+    },
+    /// Not a regular file (a directory, a device, a socket, ...).
+    #[error("not a regular file ({file_type})")]
+    NotRegularFile {
+        /// What it is instead.
+        file_type: &'static str,
+    },
+    /// The file itself is writable by group or others.
+    #[error("file is writable by group or others (mode {mode:04o})")]
+    FileWritable {
+        /// The permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// A directory holding the file is writable by group or others.
+    #[error("directory '{}' is writable by group or others (mode {mode:04o})", dir.display())]
+    DirectoryWritable {
+        /// The offending directory.
+        dir: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// The file's SHA-256 differs from the pin in the config.
+    #[error("sha-256 mismatch for pin '{pin}': expected {expected}, found {actual}")]
+    PinMismatch {
+        /// The pin's key (plugin name or file name).
+        pin: String,
+        /// The pinned digest, lowercase hex.
+        expected: String,
+        /// The file's digest, lowercase hex.
+        actual: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------
+// audit
+// ---------------------------------------------------------------------------------
+
+/// An audit log failed verification: the first broken record, or an I/O error.
+///
+/// Displays as `audit log '<path>' line <n> (seq <s>): <reason>`.
+#[derive(Debug)]
+pub struct VerifyError {
+    /// The log file.
+    pub path: PathBuf,
+    /// 1-based line number of the broken record; `None` for errors about the whole
+    /// file (it could not be opened).
+    pub line: Option<u64>,
+    /// The record's `seq`, when it could be read.
+    pub seq: Option<u64>,
+    /// Why the record is broken.
+    pub kind: VerifyErrorKind,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "audit log '{}'", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " (seq {seq})")?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl std::error::Error for VerifyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
+
+/// Why an audit record is broken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyErrorKind {
+    /// The file could not be opened or read.
+    #[error("cannot read: {source}")]
+    Io {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The line does not end with `,"hash":"<64 lowercase hex>"}`.
+    #[error("missing hash: the line does not end with ,\"hash\":\"<64 hex digits>\"}}")]
+    MissingHash,
+    /// The last line has no newline and no valid hash: the write was cut short.
+    #[error("truncated record: the last line is incomplete")]
+    Truncated,
+    /// An empty line where a record belongs.
+    #[error("empty line")]
+    EmptyLine,
+    /// A line longer than the verifier accepts.
+    #[error("line longer than {limit} bytes")]
+    LineTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The record's bytes do not hash to its `hash`: the record was modified.
+    #[error("hash mismatch, record modified (recorded {recorded}, computed {computed})")]
+    HashMismatch {
+        /// The `hash` written on the line.
+        recorded: String,
+        /// The SHA-256 of the record body.
+        computed: String,
+    },
+    /// The record body is not a JSON object.
+    #[error("not a JSON object: {reason}")]
+    NotJson {
+        /// The parser's message.
+        reason: String,
+    },
+    /// A required field is missing or has the wrong type.
+    #[error("field '{field}' {reason}")]
+    BadField {
+        /// The field name (`seq`, `prev_hash`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `seq` does not follow the previous record's `seq` by exactly 1.
+    #[error("seq gap, records missing or reordered (expected seq {expected}, found {found})")]
+    SeqGap {
+        /// The previous `seq` + 1.
+        expected: u64,
+        /// The record's `seq`.
+        found: u64,
+    },
+    /// `prev_hash` is not the previous record's `hash`.
+    #[error(
+        "prev_hash mismatch, record removed or reordered (expected {expected}, found {found})"
+    )]
+    PrevHashMismatch {
+        /// The previous record's `hash` (64 zeros for `seq` 1).
+        expected: String,
+        /// The record's `prev_hash`.
+        found: String,
+    },
+}
