@@ -1,3 +1,132 @@
-//! The stable plugin ABI of plugbus and the facade plugin authors use.
+//! The stable plugin ABI of plugbus, and the facade plugin authors build on.
 //!
-//! Empty until its issue lands; nothing here pretends to work yet.
+//! **Plugin authors** build on this crate: implement [`Plugin`], call [`export_plugin!`], build
+//! a `cdylib`. **Hosts** embed `plugbus` and load plugins with `plugbus-host`, which uses the ABI
+//! types here ([`abi`]). This crate changes very rarely: a breaking change to anything that
+//! crosses the boundary comes only with a major bump of [`ABI_VERSION`], and abi_stable refuses
+//! at load time any library whose types' layout differs. It depends on abi_stable, serde,
+//! tracing and the event contract only — never on tokio or the bus.
+//!
+//! # A complete plugin
+//!
+//! ```
+//! use plugbus_plugin_api::contract::payload::{SecurityAlert, Severity, UserLoginFailed};
+//! use plugbus_plugin_api::{export_plugin, Event, HostHandle, Plugin, PluginError, Subscription};
+//!
+//! /// Raises an alert on every failed login of `root`.
+//! struct RootWatch {
+//!     host: HostHandle,
+//! }
+//!
+//! impl Plugin for RootWatch {
+//!     const NAME: &'static str = "root-watch";
+//!     const VERSION: &'static str = "0.1.0";
+//!     const DESCRIPTION: &'static str = "alerts on failed root logins";
+//!
+//!     fn new(host: HostHandle, _config: serde_json::Value) -> Result<Self, PluginError> {
+//!         Ok(RootWatch { host })
+//!     }
+//!
+//!     fn subscriptions(&self) -> Vec<Subscription> {
+//!         vec![Subscription::to_types(["user.login_failed"])]
+//!     }
+//!
+//!     fn handle(&mut self, _handler: u32, event: &Event<'_>) -> Result<(), PluginError> {
+//!         let failed: UserLoginFailed = event.data()?;
+//!         if failed.user_id == "root" {
+//!             tracing::warn!(ip = %failed.ip, "failed root login");
+//!             self.host.publish(&SecurityAlert {
+//!                 reason: "root_login_failed".into(),
+//!                 severity: Severity::High,
+//!                 user_id: failed.user_id,
+//!                 ip: failed.ip,
+//!                 message: "someone tried to log in as root".into(),
+//!                 count: 1,
+//!                 window_secs: 0,
+//!                 trigger_event_id: event.id_string(),
+//!             })?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_plugin!(RootWatch);
+//! # fn main() {}
+//! ```
+//!
+//! Its `Cargo.toml` says `crate-type = ["cdylib", "rlib"]` (the `rlib` lets unit tests use it with
+//! [`testing::FakeHost`], feature `testing`) and depends on this crate, `serde_json` and
+//! `tracing`. `tracing` events inside the plugin reach the host's log (see [`log_bridge`]).
+//!
+//! # Types
+//!
+//! - [`Plugin`]: what an author implements; [`export_plugin!`] exports it.
+//! - [`Subscription`] and [`Filter`]: what the plugin wants delivered.
+//! - [`Event`]: the event being handled (over the ABI's [`EventView`]).
+//! - [`HostHandle`] and [`EventDraft`]: publishing and logging.
+//! - [`PluginError`]: retryable, permanent, config, invalid event, panicked.
+//! - [`abi`]: the root module [`PluginMod`], [`PluginInfo`], [`ABI_VERSION`], [`abi_compatible`];
+//!   with [`AbiPlugin`]/[`PluginBox`], [`AbiHost`]/[`HostBox`], [`OwnedEvent`],
+//!   [`AbiSubscription`], [`AbiFilter`] and [`filter_matches`] they are the whole ABI.
+//! - [`contract`]: the event contract (type names, categories, payload structs), re-exported.
+//!
+//! # Threading
+//!
+//! The host calls one plugin instance from one thread at a time (hence `&mut self`), so a
+//! plugin needs no locking of its own state. Plugins must not rely on tokio: each library has
+//! its own copy of tokio's globals and finds no runtime. Handlers are synchronous.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod abi;
+mod error;
+mod export;
+pub mod facade;
+mod filter;
+pub mod log_bridge;
+mod plugin;
+mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod view;
+
+// Re-exports are part of the author-facing API: change them with semver care.
+pub use abi::{abi_compatible, PluginInfo, PluginMod, PluginMod_Ref, ABI_VERSION};
+pub use error::PluginError;
+pub use facade::{clone_host_box, host_box, AbiHost, EventDraft, HostBox, HostHandle, OwnedEvent};
+pub use filter::{filter_matches, AbiFilter, Filter, FilterCondition, FilterOp};
+pub use plugin::{AbiPlugin, Plugin, PluginBox};
+pub use subscription::{AbiSubscription, Subscription};
+pub use view::{format_uuid, Event, EventView, KeyValue};
+
+/// The `#[sabi_trait]` generated items, for hosts that implement [`AbiHost`] or hold plugins.
+pub mod sabi {
+    pub use crate::facade::{AbiHost_TO, AbiHost_trait};
+    pub use crate::plugin::{AbiPlugin_TO, AbiPlugin_trait};
+}
+
+/// The event contract (`plugbus-contract`): categories, type names, patterns, payload structs.
+pub use plugbus_contract as contract;
+
+/// `tracing`, as the log bridge sees it; plugins may use it instead of depending on it.
+pub use tracing;
+
+/// Items the export macro expands to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::export::{
+        info, lib_header, new_plugin, root_module, root_module_loader, ExportedPlugin,
+        LIB_HEADER_SYMBOL,
+    };
+    pub use abi_stable::library::LibHeader;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn export_symbol_is_the_one_abi_stable_looks_up() {
+        assert_eq!(
+            crate::__private::LIB_HEADER_SYMBOL,
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Forwards `tracing` events emitted inside a plugin to the host's [`AbiHost::log`].
+//!
+//! Every plugin library has its own copy of tracing's global state, so without this a plugin's
+//! `tracing::info!` would go nowhere. [`install`] (called by the export macro when a plugin is
+//! constructed) sets, once per library, a global subscriber that sends each event to a host:
+//!
+//! - the host of the plugin instance the current thread is running a call of (the export macro
+//!   wraps every call in [`with_host`]), so two instances in one library log to their own hosts;
+//! - otherwise (a thread the plugin spawned itself) the host of the most recently constructed
+//!   instance.
+//!
+//! Each event becomes one `log(level, target, message, fields)` call: the level maps
+//! error..trace to 1..5, `target` is the event's target, `message` its `message` field, and every
+//! other field is passed as a key/value string (strings verbatim, other values in `Debug` form).
+//! Spans are not forwarded. An event the host emits while handling `log` (possible only when
+//! host and plugin share a process and tracing globals) is dropped instead of looping.
+//!
+//! [`AbiHost::log`]: crate::facade::AbiHost::log
+
+use crate::facade::{level, HostHandle};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+use tracing_core::{
+    field::{Field, Visit},
+    span, Dispatch, Event, Interest, Level, LevelFilter, Metadata, Subscriber,
+};
+
+thread_local! {
+    static CURRENT: RefCell<Option<HostHandle>> = const { RefCell::new(None) };
+    static FORWARDING: Cell<bool> = const { Cell::new(false) };
+}
+
+static FALLBACK: Mutex<Option<HostHandle>> = Mutex::new(None);
+static INSTALL: Once = Once::new();
+
+/// Installs the forwarding subscriber as this library's global default (once; later calls only
+/// update the fallback host). If something else already set a global default, that one stays.
+pub fn install(host: &HostHandle) {
+    set_fallback(host);
+    INSTALL.call_once(|| {
+        // An error only means a global default exists already (e.g. in a test binary that
+        // installed its own); keeping it is the right thing.
+        let _ = tracing_core::dispatcher::set_global_default(Dispatch::new(Bridge {
+            next_span: AtomicU64::new(1),
+        }));
+    });
+}
+
+fn set_fallback(host: &HostHandle) {
+    let mut slot = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
+    *slot = Some(host.clone());
+}
+
+/// Runs `f` with `host` as the current thread's log destination, restoring the previous one
+/// afterwards (also if `f` unwinds).
+pub fn with_host<R>(host: &HostHandle, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<HostHandle>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let prev = CURRENT.with(|c| c.borrow_mut().replace(host.clone()));
+    let _restore = Restore(prev);
+    f()
+}
+
+fn level_number(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => level::ERROR,
+        Level::WARN => level::WARN,
+        Level::INFO => level::INFO,
+        Level::DEBUG => level::DEBUG,
+        _ => level::TRACE,
+    }
+}
+
+fn has_destination() -> bool {
+    if FORWARDING.try_with(Cell::get).unwrap_or(true) {
+        return false;
+    }
+    if CURRENT
+        .try_with(|c| c.try_borrow().map(|h| h.is_some()).unwrap_or(false))
+        .unwrap_or(false)
+    {
+        return true;
+    }
+    FALLBACK.lock().map(|h| h.is_some()).unwrap_or(false)
+}
+
+fn destination() -> Option<HostHandle> {
+    CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|h| h.clone()))
+        .ok()
+        .flatten()
+        .or_else(|| FALLBACK.lock().ok().and_then(|h| h.clone()))
+}
+
+#[derive(Default)]
+struct Collect {
+    message: String,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Visit for Collect {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_owned();
+        } else {
+            self.fields.push((field.name(), value.to_owned()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.fields.push((field.name(), format!("{value:?}")));
+        }
+    }
+}
+
+struct Bridge {
+    next_span: AtomicU64,
+}
+
+impl Subscriber for Bridge {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        // Whether there is a host to forward to depends on the calling thread: ask every time.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.is_event() && has_destination()
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        // Ids must be non-zero; spans are not forwarded, so uniqueness is all that matters.
+        let n = self.next_span.fetch_add(1, Ordering::Relaxed).max(1);
+        span::Id::from_u64(n)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let Some(host) = destination() else {
+            return;
+        };
+        let mut collect = Collect::default();
+        event.record(&mut collect);
+        let meta = event.metadata();
+        let fields: Vec<(&str, &str)> = collect
+            .fields
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let _ = FORWARDING.try_with(|f| f.set(true));
+        host.log(
+            level_number(meta.level()),
+            meta.target(),
+            &collect.message,
+            &fields,
+        );
+        let _ = FORWARDING.try_with(|f| f.set(false));
+    }
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
