@@ -246,10 +246,8 @@ impl Config {
     /// the file as given.
     pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError {
-            origin: origin.clone(),
-            kind: ConfigErrorKind::Read { source },
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::new(&origin, ConfigErrorKind::Read { source }))?;
         let mut config = Config::from_toml_str(&text, &origin)?;
         let base = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -292,14 +290,16 @@ impl Config {
 
     /// Checks every value that parsing alone cannot, naming the first bad key.
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError {
-            origin: origin.to_owned(),
-            kind: ConfigErrorKind::InvalidValue {
-                key: key.to_owned(),
-                reason,
-                location: None,
-                detail: None,
-            },
+        let invalid = |key: &str, reason: String| {
+            ConfigError::new(
+                origin,
+                ConfigErrorKind::InvalidValue {
+                    key: key.to_owned(),
+                    reason,
+                    location: None,
+                    detail: None,
+                },
+            )
         };
         let bus = &self.bus;
         check_duration(bus.default_timeout).map_err(|r| invalid("bus.default_timeout", r))?;
@@ -373,12 +373,14 @@ impl Config {
 
 /// Parses without validating, turning serde/toml errors into [`ConfigError`]s.
 fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|err| ConfigError {
-        origin: origin.to_owned(),
-        kind: ConfigErrorKind::Syntax {
-            location: location_of(text, err.span()),
-            detail: err.to_string().trim_end().to_owned(),
-        },
+    let deserializer = toml::Deserializer::parse(text).map_err(|err| {
+        ConfigError::new(
+            origin,
+            ConfigErrorKind::Syntax {
+                location: location_of(text, err.span()),
+                detail: err.to_string().trim_end().to_owned(),
+            },
+        )
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let key = err.path().to_string();
@@ -413,10 +415,7 @@ fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
                 detail: snippet,
             }
         };
-        ConfigError {
-            origin: origin.to_owned(),
-            kind,
-        }
+        ConfigError::new(origin, kind)
     })
 }
 
@@ -719,7 +718,7 @@ config = { path = "audit.jsonl", fsync = "never", rotate = { max_bytes = 1048576
             "{text}"
         );
         assert!(text.contains("line 2, column 1"), "{text}");
-        match &err.kind {
+        match &*err.kind {
             ConfigErrorKind::UnknownKey {
                 key,
                 suggestion,
@@ -875,7 +874,7 @@ config = { path = "audit.jsonl", fsync = "never", rotate = { max_bytes = 1048576
             let shown = err.to_string();
             assert!(shown.starts_with(&expected), "{text:?}: got {err}");
             assert!(shown.contains(reason), "{text:?}: got {err}");
-            assert!(matches!(err.kind, ConfigErrorKind::InvalidValue { .. }));
+            assert!(matches!(*err.kind, ConfigErrorKind::InvalidValue { .. }));
         }
     }
 
@@ -896,7 +895,7 @@ config = { path = "audit.jsonl", fsync = "never", rotate = { max_bytes = 1048576
         assert!(text.starts_with("plugbus.toml: "), "{text}");
         assert!(text.contains("TOML parse error at line 1"), "{text}");
         assert!(matches!(
-            err.kind,
+            *err.kind,
             ConfigErrorKind::Syntax {
                 location: Some(Location { line: 1, .. }),
                 ..
@@ -936,7 +935,7 @@ config = { path = "audit.jsonl", fsync = "never", rotate = { max_bytes = 1048576
 
         let missing = dir.path().join("missing.toml");
         let err = Config::from_path(&missing).unwrap_err();
-        assert!(matches!(err.kind, ConfigErrorKind::Read { .. }));
+        assert!(matches!(*err.kind, ConfigErrorKind::Read { .. }));
         assert!(
             err.to_string()
                 .starts_with(&format!("{}: cannot read", missing.display())),

@@ -7,6 +7,10 @@
 //! - `plugbus.toml: unknown key 'bus.mailbox_capacty' (did you mean 'mailbox_capacity'?)`
 //! - `refusing plugin '/p/libx.so': file is writable by group or others (mode 0664)`
 //! - `audit log 'audit.jsonl' line 3 (seq 3): hash mismatch, record modified (...)`
+//!
+//! A message already includes the text of any underlying I/O error, so these
+//! errors report no `source()` (a chain printer would repeat it); match on the
+//! public `kind` to reach the `io::Error`.
 
 use std::fmt;
 use std::io;
@@ -34,9 +38,18 @@ pub struct Location {
 pub struct ConfigError {
     /// The file (or other origin) the text came from, as given by the caller.
     pub origin: String,
-    /// What went wrong.
-    #[source]
-    pub kind: ConfigErrorKind,
+    /// What went wrong (boxed: the kinds carry the parser's report and are large).
+    pub kind: Box<ConfigErrorKind>,
+}
+
+impl ConfigError {
+    /// An error about `origin` (usually the file name).
+    pub fn new(origin: impl Into<String>, kind: ConfigErrorKind) -> Self {
+        Self {
+            origin: origin.into(),
+            kind: Box::new(kind),
+        }
+    }
 }
 
 /// Why a config was refused.
@@ -128,11 +141,7 @@ impl fmt::Display for TrustError {
     }
 }
 
-impl std::error::Error for TrustError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
-    }
-}
+impl std::error::Error for TrustError {}
 
 /// Why a plugin file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -227,11 +236,7 @@ impl fmt::Display for VerifyError {
     }
 }
 
-impl std::error::Error for VerifyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
-    }
-}
+impl std::error::Error for VerifyError {}
 
 /// Why an audit record is broken.
 #[derive(Debug, thiserror::Error)]

@@ -149,19 +149,21 @@ impl TrustPolicy {
         // directory: any of them writable by others lets others swap the file.
         let mut dir = canonical.parent();
         while let Some(current) = dir {
-            let meta =
-                fs::metadata(current).map_err(|source| refuse(TrustErrorKind::Io { source }))?;
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & GROUP_OR_OTHER_WRITE != 0 {
-                return Err(refuse(TrustErrorKind::DirectoryWritable {
-                    dir: current.to_path_buf(),
-                    mode,
-                }));
-            }
+            check_directory(current).map_err(refuse)?;
             if current == root {
                 break;
             }
             dir = current.parent();
+        }
+        // A symlink's own directory too: whoever can write there can repoint it.
+        if link_meta.file_type().is_symlink() {
+            let link_dir = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            let link_dir = fs::canonicalize(link_dir)
+                .map_err(|source| refuse(TrustErrorKind::Io { source }))?;
+            check_directory(&link_dir).map_err(refuse)?;
         }
 
         Ok(TrustedFile {
@@ -251,6 +253,19 @@ impl TrustPolicy {
             .filter_map(|dir| fs::canonicalize(dir).ok())
             .find(|dir| canonical.starts_with(dir) && canonical != dir)
     }
+}
+
+/// Refuses a directory writable by group or others.
+fn check_directory(dir: &Path) -> Result<(), TrustErrorKind> {
+    let meta = fs::metadata(dir).map_err(|source| TrustErrorKind::Io { source })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & GROUP_OR_OTHER_WRITE != 0 {
+        return Err(TrustErrorKind::DirectoryWritable {
+            dir: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 fn describe(file_type: &fs::FileType) -> &'static str {
@@ -438,6 +453,27 @@ mod tests {
         let trusted = TrustPolicy::new([dir]).check_file(&link).unwrap();
         assert_eq!(trusted.path(), fs::canonicalize(&real).unwrap());
         assert_eq!(trusted.requested_path(), link);
+    }
+
+    #[test]
+    fn symlink_in_writable_directory_is_refused() {
+        let (root, dir) = setup();
+        let real = dir.join("libreal.so");
+        write_plugin(&real, b"real", 0o644);
+        let open_dir = root.path().join("open");
+        fs::create_dir(&open_dir).unwrap();
+        fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let link = open_dir.join("libreal.so");
+        symlink(&real, &link).unwrap();
+        let policy = TrustPolicy::new([dir.clone(), open_dir.clone()]);
+        let err = policy.check_file(&link).unwrap_err();
+        let expected_dir = fs::canonicalize(&open_dir).unwrap();
+        assert!(
+            matches!(&err.kind, TrustErrorKind::DirectoryWritable { dir: d, mode: 0o777 } if *d == expected_dir),
+            "{err}"
+        );
+        // The target itself, by its own path, is fine.
+        policy.check_file(&real).unwrap();
     }
 
     #[test]
