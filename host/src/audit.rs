@@ -80,6 +80,14 @@ pub fn verify_files(paths: &[PathBuf]) -> Result<VerifyReport, VerifyError> {
     Ok(chain.report)
 }
 
+/// Verifies a log read from `reader` (e.g. standard input); `name` stands for the
+/// file in errors.
+pub fn verify_reader<R: BufRead>(reader: R, name: &Path) -> Result<VerifyReport, VerifyError> {
+    let mut chain = Chain::default();
+    chain.verify_reader(reader, name)?;
+    Ok(chain.report)
+}
+
 /// The running state of a verification.
 #[derive(Debug, Default)]
 struct Chain {
@@ -488,6 +496,22 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         std::fs::write(&path, &text).unwrap();
         assert_eq!(verify_file(&path).unwrap().records, 3);
+    }
+
+    #[test]
+    fn reader_verifies_like_a_file() {
+        let lines = Writer::new().lines(3);
+        let text = lines.concat();
+        let report = verify_reader(text.as_bytes(), Path::new("<stdin>")).unwrap();
+        assert_eq!(report.records, 3);
+        let tampered = text.replacen("\"u1\"", "\"u7\"", 1);
+        let err = verify_reader(tampered.as_bytes(), Path::new("<stdin>")).unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert!(
+            err.to_string()
+                .starts_with("audit log '<stdin>' line 2 (seq 2): hash mismatch"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -279,6 +279,14 @@ impl Config {
         self.plugin.get(name).cloned().unwrap_or_default()
     }
 
+    /// Whether plugin `name` should be loaded: its `enabled`, or `true` when it has
+    /// no table.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.plugin
+            .get(name)
+            .is_none_or(|settings| settings.enabled)
+    }
+
     /// The effective handler timeout of plugin `name`: its own `timeout`, or
     /// `plugins.default_timeout`.
     pub fn plugin_timeout(&self, name: &str) -> Duration {
@@ -689,6 +697,8 @@ config = { path = "audit.jsonl", fsync = "never", rotate = { max_bytes = 1048576
             Duration::from_secs(2)
         );
         assert_eq!(config.plugin_timeout("other"), Duration::from_secs(3));
+        assert!(!config.is_enabled("audit-logger"));
+        assert!(config.is_enabled("other"));
     }
 
     #[test]

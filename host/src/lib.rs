@@ -9,14 +9,14 @@
 //!
 //! None of these depend on the bus or the plugin ABI: they are the host's
 //! gatekeeping and bookkeeping, usable on their own (and from the CLI).
-#![warn(missing_docs, unreachable_pub)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod audit;
 pub mod config;
 pub mod error;
 pub mod trust;
 
-pub use audit::{verify_file, verify_files, VerifyReport};
+pub use audit::{verify_file, verify_files, verify_reader, VerifyReport};
 pub use config::{
     BusConfig, CircuitBreakerConfig, Config, Overflow, PluginSettings, PluginsConfig, RetryConfig,
 };
