@@ -64,6 +64,7 @@
 //! - [`Subscription`] and [`Filter`]: what the plugin wants delivered.
 //! - [`Event`]: the event being handled (over the ABI's [`EventView`]).
 //! - [`HostHandle`] and [`EventDraft`]: publishing and logging.
+//! - [`parse_config`]: configuration parsing whose errors name the key.
 //! - [`PluginError`]: retryable, permanent, config, invalid event, panicked.
 //! - [`abi`]: the root module [`PluginMod`], [`PluginInfo`], [`ABI_VERSION`], [`abi_compatible`];
 //!   with [`AbiPlugin`]/[`PluginBox`], [`AbiHost`]/[`HostBox`], [`OwnedEvent`],
@@ -78,6 +79,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod abi;
+mod config;
 mod error;
 mod export;
 pub mod facade;
@@ -91,6 +93,7 @@ mod view;
 
 // Re-exports are part of the author-facing API: change them with semver care.
 pub use abi::{abi_compatible, PluginInfo, PluginMod, PluginMod_Ref, ABI_VERSION};
+pub use config::parse_config;
 pub use error::PluginError;
 pub use facade::{clone_host_box, host_box, AbiHost, EventDraft, HostBox, HostHandle, OwnedEvent};
 pub use filter::{filter_matches, AbiFilter, Filter, FilterCondition, FilterOp};

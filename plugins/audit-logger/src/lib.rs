@@ -1,3 +1,649 @@
-//! plugbus plugin: tamper-evident JSON Lines audit log.
+//! plugbus plugin `audit-logger`: a tamper-evident JSON Lines audit log.
 //!
-//! Empty until its issue lands; nothing here pretends to work yet.
+//! It follows every lifecycle and business event and every `security.*` event, and appends one
+//! record per event to a file, each record carrying the SHA-256 of the previous one, so that
+//! editing, removing, inserting or reordering records is detectable ([`verify_chain`]; the host
+//! has `plugbus audit verify`).
+//!
+//! # Record format
+//!
+//! The body `B` of a record is a compact JSON object with, in this order:
+//! `seq` (1, 2, ... across restarts and rotations), `ts` (the event's timestamp, RFC 3339 UTC
+//! with nanoseconds), `event_id` (hyphenated UUID), `event_type`, `category`, `source`,
+//! `correlation_id` and `causation_id` (only when present), `metadata` (the other metadata
+//! entries, only when there are some), `data` (the payload, with secret fields redacted at any
+//! depth) and `prev_hash` (the previous record's `hash`, or 64 `0`s for the first record ever).
+//! The line written is `B` with its final `}` replaced by `,"hash":"<lowercase hex SHA-256 of
+//! B>"}`, then `\n`.
+//!
+//! Redaction replaces the value of every key equal, ignoring ASCII case, to one of the `redact`
+//! keys by `"[REDACTED]"`, in `data` and in `metadata`. A payload that is not JSON is recorded as
+//! `{"invalid_json_bytes":N}`.
+//!
+//! # Configuration
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `path` | `plugbus-audit.jsonl` | the log file |
+//! | `include` | `[]` (all) | type patterns to record; empty = everything subscribed |
+//! | `exclude` | `[]` | type patterns not to record; wins over `include` |
+//! | `redact` | `password`, `token`, `secret`, `authorization` | keys whose values are redacted (replaces the defaults) |
+//! | `fsync` | `never` | `always`, `every_n` (every `fsync_every` records) or `never`; the file is flushed after every record regardless |
+//! | `fsync_every` | 100 | records between fsyncs with `every_n` |
+//! | `max_bytes` | 0 (no rotation) | rotate when the file would grow past this size |
+//! | `max_files` | 5 | rotated files kept (`path.1` newest ... `path.N` oldest) |
+//!
+//! On start an existing file is continued from its last record (a final line cut short by a
+//! crash is cut off first). Rotation renames the file to `path.1` (shifting older ones) and
+//! continues the chain in a new file.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+mod chain;
+mod record;
+
+pub use chain::{sha256_hex, verify_chain, ChainError, GENESIS_HASH};
+pub use record::REDACTED;
+
+use chain::{ChainWriter, FsyncPolicy};
+use plugbus_plugin_api::contract::{Category, Pattern};
+use plugbus_plugin_api::{
+    export_plugin, parse_config, Event, HostHandle, Plugin, PluginError, Subscription,
+};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The plugin's name.
+pub const NAME: &str = "audit-logger";
+
+/// The default keys whose values are redacted.
+pub const DEFAULT_REDACT: [&str; 4] = ["password", "token", "secret", "authorization"];
+
+/// `fsync` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fsync {
+    /// After every record.
+    Always,
+    /// After every `fsync_every` records.
+    EveryN,
+    /// Never (the OS decides); records are still flushed to the OS one by one.
+    #[default]
+    Never,
+}
+
+/// The plugin's configuration (see the crate docs for the keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The log file.
+    pub path: PathBuf,
+    /// Type patterns to record (empty = all subscribed events).
+    pub include: Vec<String>,
+    /// Type patterns not to record.
+    pub exclude: Vec<String>,
+    /// Keys to redact.
+    pub redact: Vec<String>,
+    /// When to fsync.
+    pub fsync: Fsync,
+    /// Records between fsyncs with [`Fsync::EveryN`].
+    pub fsync_every: u64,
+    /// Rotation size (0 = never rotate).
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub max_files: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: PathBuf::from("plugbus-audit.jsonl"),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            redact: DEFAULT_REDACT.iter().map(|s| (*s).to_owned()).collect(),
+            fsync: Fsync::Never,
+            fsync_every: 100,
+            max_bytes: 0,
+            max_files: 5,
+        }
+    }
+}
+
+fn patterns(key: &str, list: &[String]) -> Result<Vec<Pattern>, PluginError> {
+    list.iter()
+        .map(|p| {
+            Pattern::parse(p).map_err(|e| {
+                PluginError::config(format_args!(
+                    "invalid configuration for plugin '{NAME}': key '{key}': {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The audit logger plugin.
+#[derive(Debug)]
+pub struct AuditLogger {
+    config: Config,
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+    redact: Vec<String>,
+    sync: FsyncPolicy,
+    writer: Option<ChainWriter>,
+    recorded: u64,
+    skipped: u64,
+}
+
+impl AuditLogger {
+    /// True if events of `event_type` are recorded under the include/exclude patterns.
+    pub fn records_type(&self, event_type: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches(event_type)))
+            && !self.exclude.iter().any(|p| p.matches(event_type))
+    }
+
+    fn writer(&mut self) -> Result<&mut ChainWriter, PluginError> {
+        if self.writer.is_none() {
+            let w = ChainWriter::open(
+                &self.config.path,
+                self.sync,
+                self.config.max_bytes,
+                self.config.max_files,
+            )
+            .map_err(|e| {
+                PluginError::retryable(format_args!(
+                    "cannot open audit log '{}': {e}",
+                    self.config.path.display()
+                ))
+            })?;
+            self.writer = Some(w);
+        }
+        self.writer
+            .as_mut()
+            .ok_or_else(|| PluginError::permanent("audit log is not open"))
+    }
+}
+
+impl Plugin for AuditLogger {
+    const NAME: &'static str = NAME;
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "tamper-evident JSON Lines audit log with a SHA-256 hash chain";
+
+    fn new(_host: HostHandle, config: serde_json::Value) -> Result<Self, PluginError> {
+        let config: Config = parse_config(NAME, config)?;
+        if config.path.as_os_str().is_empty() {
+            return Err(PluginError::config(format_args!(
+                "invalid configuration for plugin '{NAME}': key 'path': must not be empty"
+            )));
+        }
+        let sync = match config.fsync {
+            Fsync::Always => FsyncPolicy::Always,
+            Fsync::Never => FsyncPolicy::Never,
+            Fsync::EveryN if config.fsync_every == 0 => {
+                return Err(PluginError::config(format_args!(
+                    "invalid configuration for plugin '{NAME}': key 'fsync_every': must be at least 1"
+                )))
+            }
+            Fsync::EveryN => FsyncPolicy::EveryN(config.fsync_every),
+        };
+        let include = patterns("include", &config.include)?;
+        let exclude = patterns("exclude", &config.exclude)?;
+        let redact = config
+            .redact
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        Ok(AuditLogger {
+            config,
+            include,
+            exclude,
+            redact,
+            sync,
+            writer: None,
+            recorded: 0,
+            skipped: 0,
+        })
+    }
+
+    fn subscriptions(&self) -> Vec<Subscription> {
+        vec![
+            Subscription::to_categories([Category::Lifecycle, Category::Business])
+                .pattern("security.*"),
+        ]
+    }
+
+    fn start(&mut self) -> Result<(), PluginError> {
+        let seq = self
+            .writer()
+            .map_err(|e| PluginError::permanent(e.message()))?
+            .seq();
+        tracing::info!(
+            path = %self.config.path.display(),
+            last_seq = seq,
+            fsync = ?self.config.fsync,
+            max_bytes = self.config.max_bytes,
+            max_files = self.config.max_files,
+            include = ?self.config.include,
+            exclude = ?self.config.exclude,
+            redact = ?self.config.redact,
+            "audit log open"
+        );
+        Ok(())
+    }
+
+    fn handle(&mut self, _handler: u32, event: &Event<'_>) -> Result<(), PluginError> {
+        if !self.records_type(event.event_type()) {
+            self.skipped += 1;
+            return Ok(());
+        }
+        let redact = std::mem::take(&mut self.redact);
+        let result = self.writer().and_then(|w| {
+            w.append(|seq, prev| record::record_body(seq, event, &redact, prev))
+                .map_err(|e| {
+                    PluginError::retryable(format_args!("cannot append audit record: {e}"))
+                })
+        });
+        self.redact = redact;
+        let seq = result?;
+        self.recorded += 1;
+        tracing::trace!(seq, event_type = event.event_type(), "recorded");
+        Ok(())
+    }
+
+    fn stop(&mut self) -> Result<(), PluginError> {
+        if let Some(mut w) = self.writer.take() {
+            w.sync_now()
+                .map_err(|e| PluginError::retryable(format_args!("cannot sync audit log: {e}")))?;
+            tracing::info!(
+                path = %self.config.path.display(),
+                last_seq = w.seq(),
+                recorded = self.recorded,
+                skipped = self.skipped,
+                "audit log closed"
+            );
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(AuditLogger);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use plugbus_plugin_api::contract::payload::{UserLogin, UserLogout};
+    use plugbus_plugin_api::testing::{FakeHost, LoadedPlugin, TestEvent};
+    use serde_json::json;
+    use std::fs;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "plugbus-audit-{}-{}-{name}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+        fn file(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn load(host: &FakeHost, config: serde_json::Value) -> LoadedPlugin {
+        let mut p = host.load::<AuditLogger>(config).unwrap();
+        p.start().unwrap();
+        p
+    }
+
+    fn login(user: &str) -> TestEvent {
+        TestEvent::typed(&UserLogin {
+            user_id: user.into(),
+            ip: "10.0.0.1".into(),
+            ..Default::default()
+        })
+    }
+
+    fn deliver_ok(p: &mut LoadedPlugin, ev: &TestEvent) -> usize {
+        let results = p.deliver(ev);
+        for (_, r) in &results {
+            r.clone().unwrap();
+        }
+        results.len()
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn field(line: &str, key: &str) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(line).unwrap()[key].clone()
+    }
+
+    #[test]
+    fn record_format_is_exact() {
+        let dir = TempDir::new("format");
+        let path = dir.file("audit.jsonl");
+        let host = FakeHost::new();
+        let mut p = load(&host, json!({ "path": path }));
+        let id = [
+            0x01, 0x8f, 0x3a, 0x2b, 0x4c, 0x5d, 0x7e, 0x6f, 0x80, 0x91, 0xa2, 0xb3, 0xc4, 0xd5,
+            0xe6, 0xf7,
+        ];
+        let ev = TestEvent::new(
+            "user.login",
+            Category::Business,
+            r#"{"user_id":"alice","Password":"hunter2","nested":{"token":"t","keep":[1,{"secret":2}]},"z":1.5,"a":null}"#,
+        )
+        .with_id(id)
+        .with_source("web")
+        .at_unix_nanos(1_700_000_000_000_000_007)
+        .with_metadata("request_id", "r-1")
+        .with_metadata("correlation_id", "c-1")
+        .with_metadata("causation_id", "e-0")
+        .with_metadata("tenant", "acme");
+        assert_eq!(deliver_ok(&mut p, &ev), 1);
+
+        let body = concat!(
+            r#"{"seq":1,"ts":"2023-11-14T22:13:20.000000007Z","#,
+            r#""event_id":"018f3a2b-4c5d-7e6f-8091-a2b3c4d5e6f7","event_type":"user.login","#,
+            r#""category":"business","source":"web","correlation_id":"c-1","causation_id":"e-0","#,
+            r#""metadata":{"request_id":"r-1","tenant":"acme"},"#,
+            r#""data":{"user_id":"alice","Password":"[REDACTED]","nested":{"token":"[REDACTED]","keep":[1,{"secret":"[REDACTED]"}]},"z":1.5,"a":null},"#,
+            r#""prev_hash":"0000000000000000000000000000000000000000000000000000000000000000"}"#
+        );
+        let hash = sha256_hex(body.as_bytes());
+        let expected = format!("{},\"hash\":\"{hash}\"}}\n", &body[..body.len() - 1]);
+        assert_eq!(fs::read_to_string(&path).unwrap(), expected);
+        assert_eq!(verify_chain(&path).unwrap(), 1);
+
+        // The second record links to the first and omits absent optional fields.
+        let ev2 = TestEvent::new("user.logout", Category::Business, r#"{"user_id":"alice"}"#);
+        deliver_ok(&mut p, &ev2);
+        let all = lines(&path);
+        assert_eq!(field(&all[1], "seq"), 2);
+        assert_eq!(field(&all[1], "prev_hash"), hash.as_str());
+        for absent in ["correlation_id", "causation_id", "metadata"] {
+            assert!(!all[1].contains(&format!("\"{absent}\"")), "{}", all[1]);
+        }
+        assert_eq!(verify_chain(&path).unwrap(), 2);
+    }
+
+    #[test]
+    fn chain_continues_across_restarts_and_detects_tampering() {
+        let dir = TempDir::new("restart");
+        let path = dir.file("sub/audit.jsonl");
+        let host = FakeHost::new();
+        {
+            let mut p = load(&host, json!({ "path": path, "fsync": "always" }));
+            for u in ["a", "b", "c"] {
+                deliver_ok(&mut p, &login(u));
+            }
+            p.stop().unwrap();
+        }
+        {
+            let mut p = load(
+                &host,
+                json!({ "path": path, "fsync": "every_n", "fsync_every": 2 }),
+            );
+            deliver_ok(&mut p, &login("d"));
+            deliver_ok(&mut p, &login("e"));
+            p.stop().unwrap();
+        }
+        assert_eq!(verify_chain(&path).unwrap(), 5);
+        let all = lines(&path);
+        let seqs: Vec<u64> = all
+            .iter()
+            .map(|l| field(l, "seq").as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+
+        // Edit a record: its own hash no longer matches.
+        let tampered = fs::read_to_string(&path)
+            .unwrap()
+            .replacen("\"b\"", "\"x\"", 1);
+        fs::write(&path, &tampered).unwrap();
+        let err = verify_chain(&path).unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.reason.contains("hash mismatch"), "{err}");
+
+        // Remove a record: the chain breaks at the line after it.
+        let mut kept = all.clone();
+        kept.remove(2);
+        fs::write(&path, kept.join("\n") + "\n").unwrap();
+        let err = verify_chain(&path).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.reason.contains("seq 4 does not follow 2"), "{err}");
+    }
+
+    #[test]
+    fn torn_last_line_is_cut_off_on_restart() {
+        let dir = TempDir::new("torn");
+        let path = dir.file("audit.jsonl");
+        let host = FakeHost::new();
+        {
+            let mut p = load(&host, json!({ "path": path }));
+            deliver_ok(&mut p, &login("a"));
+            deliver_ok(&mut p, &login("b"));
+        }
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(r#"{"seq":3,"ts":"2023"#);
+        fs::write(&path, &text).unwrap();
+        {
+            let mut p = load(&host, json!({ "path": path }));
+            deliver_ok(&mut p, &login("c"));
+        }
+        assert_eq!(verify_chain(&path).unwrap(), 3);
+
+        // A complete but corrupt last line refuses to start rather than fork the chain.
+        fs::write(&path, "{\"not\":\"a record\"}\n").unwrap();
+        let mut p = host.load::<AuditLogger>(json!({ "path": path })).unwrap();
+        let err = p.start().unwrap_err();
+        assert!(matches!(err, PluginError::Permanent(_)), "{err}");
+        assert!(err.message().contains("audit.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn rotation_keeps_the_chain_and_drops_the_oldest() {
+        let dir = TempDir::new("rotate");
+        let path = dir.file("audit.jsonl");
+        let host = FakeHost::new();
+        let mut p = load(
+            &host,
+            json!({ "path": path, "max_bytes": 700, "max_files": 2 }),
+        );
+        for i in 0..12 {
+            deliver_ok(&mut p, &login(&format!("user{i}")));
+        }
+        p.stop().unwrap();
+        let r1 = chain::rotated(&path, 1);
+        let r2 = chain::rotated(&path, 2);
+        assert!(r1.exists() && r2.exists());
+        assert!(!chain::rotated(&path, 3).exists());
+        for f in [&r2, &r1, &path] {
+            assert!(fs::metadata(f).unwrap().len() <= 700, "{}", f.display());
+            verify_chain(f).unwrap();
+        }
+        // Files chain into each other, oldest first, and seq ends at 12.
+        let (l2, l1, l0) = (lines(&r2), lines(&r1), lines(&path));
+        assert_eq!(
+            field(&l1[0], "prev_hash"),
+            field(l2.last().unwrap(), "hash")
+        );
+        assert_eq!(
+            field(&l0[0], "prev_hash"),
+            field(l1.last().unwrap(), "hash")
+        );
+        assert_eq!(field(l0.last().unwrap(), "seq"), 12);
+        let first_kept = field(&l2[0], "seq").as_u64().unwrap();
+        assert!(first_kept > 1, "the oldest file was dropped");
+        assert_eq!(
+            u64::try_from(l2.len() + l1.len() + l0.len()).unwrap(),
+            13 - first_kept
+        );
+
+        // Restart right after a rotation (empty current file) continues from `.1`.
+        fs::write(&path, "").unwrap();
+        let mut p = load(
+            &host,
+            json!({ "path": path, "max_bytes": 700, "max_files": 2 }),
+        );
+        deliver_ok(&mut p, &login("after"));
+        let l0 = lines(&path);
+        assert_eq!(
+            field(&l0[0], "seq"),
+            field(lines(&r1).last().unwrap(), "seq").as_u64().unwrap() + 1
+        );
+        assert_eq!(
+            field(&l0[0], "prev_hash"),
+            field(lines(&r1).last().unwrap(), "hash")
+        );
+    }
+
+    #[test]
+    fn include_exclude_and_custom_redaction() {
+        let dir = TempDir::new("filter");
+        let path = dir.file("audit.jsonl");
+        let host = FakeHost::new();
+        let mut p = load(
+            &host,
+            json!({
+                "path": path,
+                "include": ["user.*", "security.*"],
+                "exclude": ["user.logout"],
+                "redact": ["ip", "API_KEY"],
+            }),
+        );
+        deliver_ok(&mut p, &login("a"));
+        deliver_ok(
+            &mut p,
+            &TestEvent::typed(&UserLogout {
+                user_id: "a".into(),
+                ..Default::default()
+            }),
+        );
+        deliver_ok(
+            &mut p,
+            &TestEvent::new("data.created", Category::Business, "{}"),
+        );
+        deliver_ok(
+            &mut p,
+            &TestEvent::new(
+                "security.alert",
+                Category::Custom,
+                r#"{"api_key":"k","password":"visible-now"}"#,
+            )
+            .with_metadata("Ip", "1.2.3.4"),
+        );
+        let all = lines(&path);
+        assert_eq!(all.len(), 2);
+        assert_eq!(field(&all[0], "data")["ip"], REDACTED);
+        assert_eq!(field(&all[1], "event_type"), "security.alert");
+        assert_eq!(field(&all[1], "data")["api_key"], REDACTED);
+        assert_eq!(field(&all[1], "data")["password"], "visible-now");
+        assert_eq!(field(&all[1], "metadata")["Ip"], REDACTED);
+        assert_eq!(verify_chain(&path).unwrap(), 2);
+    }
+
+    #[test]
+    fn subscribes_to_lifecycle_business_and_security_only() {
+        let dir = TempDir::new("subs");
+        let path = dir.file("audit.jsonl");
+        let host = FakeHost::new();
+        let mut p = load(&host, json!({ "path": path }));
+        assert_eq!(
+            deliver_ok(
+                &mut p,
+                &TestEvent::new("plugin.loaded", Category::Lifecycle, "{}")
+            ),
+            1
+        );
+        assert_eq!(
+            deliver_ok(
+                &mut p,
+                &TestEvent::new("security.alert", Category::Custom, "{}")
+            ),
+            1
+        );
+        assert_eq!(
+            deliver_ok(
+                &mut p,
+                &TestEvent::new("system.startup", Category::System, "{}")
+            ),
+            0
+        );
+        assert_eq!(
+            deliver_ok(
+                &mut p,
+                &TestEvent::new("app.custom", Category::Custom, "{}")
+            ),
+            0
+        );
+        // Not JSON: recorded without its bytes.
+        deliver_ok(
+            &mut p,
+            &TestEvent::new("data.created", Category::Business, "password=x"),
+        );
+        let all = lines(&path);
+        assert_eq!(all.len(), 3);
+        assert_eq!(field(&all[2], "data"), json!({"invalid_json_bytes": 10}));
+        assert!(!all[2].contains("password"));
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let host = FakeHost::new();
+        let cases = [
+            (json!({"pathh": "x"}), "pathh"),
+            (json!({"max_bytes": "big"}), "max_bytes"),
+            (json!({"fsync": "sometimes"}), "fsync"),
+            (json!({"fsync": "every_n", "fsync_every": 0}), "fsync_every"),
+            (json!({"include": ["bad*pattern"]}), "include"),
+            (json!({"exclude": "user.*"}), "exclude"),
+            (json!({"path": ""}), "path"),
+        ];
+        for (config, key) in cases {
+            let err = host.load::<AuditLogger>(config.clone()).unwrap_err();
+            assert!(matches!(err, PluginError::Config(_)), "{config}: {err}");
+            assert!(
+                err.message().contains(&format!("'{key}'")),
+                "{config}: {err}"
+            );
+        }
+        let cfg: Config = parse_config(NAME, json!({})).unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.redact.len(), 4);
+    }
+
+    #[test]
+    fn start_logs_the_path_through_tracing() {
+        let dir = TempDir::new("log");
+        let path = dir.file("audit.jsonl");
+        let host = FakeHost::new();
+        let mut p = load(&host, json!({ "path": path }));
+        p.stop().unwrap();
+        let logs = host.logs();
+        let open = logs.iter().find(|l| l.message == "audit log open").unwrap();
+        assert_eq!(open.level, 3);
+        assert_eq!(
+            open.field("path"),
+            Some(path.display().to_string().as_str())
+        );
+        assert!(logs.iter().any(|l| l.message == "audit log closed"));
+    }
+}
