@@ -1,0 +1,762 @@
+//! The bus: a cheap `Clone` handle over shared state, and its builder.
+
+use crate::context;
+use crate::dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSink};
+use crate::dispatch::{self, PendingDelivery, Started};
+use crate::error::{BuildError, PublishError, PublishErrorKind, SubscribeError};
+use crate::event::Event;
+use crate::event_type::EventType;
+use crate::filter::{Filter, FilterId};
+use crate::mailbox::{Overflow, Push};
+use crate::policy::breaker::BreakerConfig;
+use crate::policy::retry::RetryPolicy;
+use crate::report::PublishReport;
+use crate::stats::{self, BusStats, Retired, SubscriptionStats};
+use crate::subscription::{Defaults, DeliveryReport, Outcome, Sub, SubscriptionId};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::Poll;
+use std::time::Duration;
+use tokio::runtime::{Handle, Runtime};
+
+/// Matching subscriptions for one event type, in subscription order.
+pub(crate) type Route = Arc<[Arc<Sub>]>;
+
+/// The immutable routing snapshot publishers read. Replaced (never mutated) when subscriptions
+/// or filters change; routes are resolved per type on first use and cached in the snapshot.
+pub(crate) struct Table {
+    subs: Vec<Arc<Sub>>,
+    routes: Box<[OnceLock<Route>]>,
+    filters: Vec<(FilterId, Filter)>,
+}
+
+impl Table {
+    fn new(subs: Vec<Arc<Sub>>, filters: Vec<(FilterId, Filter)>) -> Table {
+        // Headroom so types interned after this snapshot still get a cached slot.
+        let slots = (EventType::count() + 64).next_power_of_two();
+        Table {
+            subs,
+            routes: (0..slots).map(|_| OnceLock::new()).collect(),
+            filters,
+        }
+    }
+
+    fn resolve(&self, t: EventType) -> Route {
+        self.subs
+            .iter()
+            .filter(|s| s.interest.matches(t))
+            .cloned()
+            .collect()
+    }
+
+    /// The route for `t`; `None` means "not cacheable here, resolve it yourself".
+    #[inline]
+    fn cached_route(&self, t: EventType) -> Option<&Route> {
+        self.routes
+            .get(t.index())
+            .map(|slot| slot.get_or_init(|| self.resolve(t)))
+    }
+}
+
+/// Event-level counters; delivery-level ones live on each subscription.
+#[derive(Debug, Default)]
+pub(crate) struct BusCounters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) filtered: AtomicU64,
+    pub(crate) unrouted: AtomicU64,
+    pub(crate) routed: AtomicU64,
+    pub(crate) deliveries: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    table: ArcSwap<Table>,
+    write: Mutex<()>,
+    next_id: AtomicU64,
+    pub(crate) accepting: AtomicBool,
+    /// Publishes between the accepting check and the end of routing (shutdown waits for 0).
+    pub(crate) admitting: AtomicUsize,
+    pub(crate) counters: BusCounters,
+    pub(crate) retired: Arc<Retired>,
+    pub(crate) known: Mutex<Vec<Weak<Sub>>>,
+    pub(crate) dead_letters: DeadLetterQueue,
+    pub(crate) defaults: Defaults,
+    pub(crate) runtime: Handle,
+    owned_runtime: Mutex<Option<Runtime>>,
+    pub(crate) shutdown_report: Mutex<Option<crate::shutdown::ShutdownReport>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(rt) = self.owned_runtime.lock().take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn next_subscription_id(&self) -> SubscriptionId {
+        SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn insert(&self, sub: Arc<Sub>) -> Result<(), SubscribeError> {
+        let _w = self.write.lock();
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(SubscribeError::ShuttingDown);
+        }
+        let table = self.table.load();
+        for other in &table.subs {
+            if other.name == sub.name {
+                if let Some(on) = other.interest.overlap(&sub.interest) {
+                    return Err(SubscribeError::DuplicateName {
+                        name: sub.name.to_string(),
+                        on,
+                    });
+                }
+            }
+        }
+        let mut subs = table.subs.clone();
+        subs.push(Arc::clone(&sub));
+        self.table.store(Arc::new(Table::new(subs, table.filters.clone())));
+        let mut known = self.known.lock();
+        known.retain(|w| w.strong_count() > 0);
+        known.push(Arc::downgrade(&sub));
+        tracing::debug!(subscription = %sub.id, name = &*sub.name, interest = ?sub.interest, "subscribed");
+        Ok(())
+    }
+
+    fn remove(&self, id: SubscriptionId) -> Option<Arc<Sub>> {
+        let _w = self.write.lock();
+        let table = self.table.load();
+        let pos = table.subs.iter().position(|s| s.id == id)?;
+        let mut subs = table.subs.clone();
+        let sub = subs.remove(pos);
+        self.table.store(Arc::new(Table::new(subs, table.filters.clone())));
+        sub.mailbox.close();
+        Some(sub)
+    }
+
+    fn update_filters(&self, f: impl FnOnce(&mut Vec<(FilterId, Filter)>)) {
+        let _w = self.write.lock();
+        let table = self.table.load();
+        let mut filters = table.filters.clone();
+        f(&mut filters);
+        self.table.store(Arc::new(Table::new(table.subs.clone(), filters)));
+    }
+
+    pub(crate) fn subs(&self) -> Vec<Arc<Sub>> {
+        self.table.load().subs.clone()
+    }
+
+    pub(crate) fn find(&self, id: SubscriptionId) -> Option<Arc<Sub>> {
+        self.table.load().subs.iter().find(|s| s.id == id).cloned()
+    }
+
+    pub(crate) fn live_totals(&self) -> stats::DeliveryTotals {
+        let live: Vec<_> = self
+            .known
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|s| s.counters.totals())
+            .collect();
+        stats::sum(self.retired.get(), &live)
+    }
+
+    /// Starts `sub`'s mailbox task if it is not running.
+    fn ensure_drain(self: &Arc<Self>, sub: &Arc<Sub>) {
+        if sub.mailbox.claim_start() {
+            let shared = Arc::clone(self);
+            let s = Arc::clone(sub);
+            let handle = self.runtime.spawn(async move {
+                loop {
+                    while let Some(event) = s.mailbox.pop() {
+                        *s.mailbox.current.lock() = Some(event.clone());
+                        dispatch::deliver(&shared, &s, event).await;
+                        *s.mailbox.current.lock() = None;
+                    }
+                    if s.mailbox.is_closed() && s.mailbox.len() == 0 {
+                        break;
+                    }
+                    s.mailbox.wait_for_work().await;
+                }
+            });
+            *sub.mailbox.task.lock() = Some(handle);
+        }
+    }
+
+    /// Accepting check and context propagation.
+    #[inline]
+    fn admit(&self, event: Event) -> Result<Event, PublishError> {
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(PublishError {
+                kind: PublishErrorKind::ShuttingDown,
+                event,
+            });
+        }
+        let event = match context::current() {
+            Some(ctx) => event.caused_by(ctx),
+            None => event,
+        };
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(event)
+    }
+
+    /// Enqueues into every matching mailbox without waiting. Returns the subscriptions whose
+    /// mailbox was full under the `Wait` policy (to wait for, or report) and those that rejected.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        event: &Event,
+    ) -> (Vec<Arc<Sub>>, Vec<SubscriptionId>) {
+        let mut waiting = Vec::new();
+        let mut rejected = Vec::new();
+        let table = self.table.load();
+        if !table.filters.iter().all(|(_, f)| f.matches(event)) {
+            self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+            return (waiting, rejected);
+        }
+        let owned;
+        let route = match table.cached_route(event.event_type()) {
+            Some(r) => r,
+            None => {
+                owned = table.resolve(event.event_type());
+                &owned
+            }
+        };
+        if route.is_empty() {
+            self.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+            return (waiting, rejected);
+        }
+        self.counters.routed.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .deliveries
+            .fetch_add(route.len() as u64, Ordering::Relaxed);
+        for sub in route.iter() {
+            self.ensure_drain(sub);
+            match sub.mailbox.try_push(event.clone(), sub.overflow) {
+                Push::Queued => {}
+                Push::Evicted(old) => {
+                    dispatch::not_delivered(self, sub, &old, Outcome::Dropped, 0);
+                }
+                Push::Full(e) => match sub.overflow {
+                    Overflow::Wait => waiting.push(Arc::clone(sub)),
+                    Overflow::DeadLetter => self.dead_letter_overflow(sub, e),
+                    _ => {
+                        dispatch::not_delivered(self, sub, &e, Outcome::Rejected, 0);
+                        rejected.push(sub.id);
+                    }
+                },
+                Push::Closed(e) => {
+                    // Unsubscribed while we routed: it never reached the subscription.
+                    let _ = e;
+                    sub.counters.skipped(false);
+                }
+            }
+        }
+        (waiting, rejected)
+    }
+
+    /// A full mailbox under [`Overflow::DeadLetter`]: the new event is kept for replay.
+    fn dead_letter_overflow(&self, sub: &Sub, event: Event) {
+        sub.counters.not_delivered(crate::stats::Reason::Rejected, true);
+        self.dead_letters.push(DeadLetter {
+            event,
+            subscription: sub.id,
+            subscriber: Arc::clone(&sub.name),
+            reason: crate::dead_letter::DeadLetterReason::MailboxFull,
+            attempts: 0,
+            at: crate::id::utc_now(),
+        });
+    }
+}
+
+/// A thread-safe event bus. Cloning is cheap; clones share everything.
+///
+/// See the [crate docs](crate) for which publishing method to use when.
+#[derive(Clone)]
+pub struct Bus {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("subscriptions", &self.shared.table.load().subs.len())
+            .field("accepting", &self.shared.accepting.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+struct AdmitGuard<'a>(&'a AtomicUsize);
+impl Drop for AdmitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Bus {
+    /// A builder with the documented defaults.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::default()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn admit_guard(&self) -> AdmitGuard<'_> {
+        self.shared.admitting.fetch_add(1, Ordering::AcqRel);
+        AdmitGuard(&self.shared.admitting)
+    }
+
+    /// Delivers `event` to every matching subscription concurrently and waits for all of them.
+    ///
+    /// Sync handlers run inline on the caller's task, async handlers are polled inline first; only
+    /// what is still pending is awaited. The report has every handler's outcome, in subscription
+    /// order. Mailboxes are bypassed: use [`emit`](Self::emit) for queued, ordered delivery.
+    ///
+    /// # Errors
+    /// The bus is shutting down; the event is handed back.
+    pub async fn publish(&self, event: Event) -> Result<PublishReport, PublishError> {
+        let (mut report, pending) = {
+            let _g = self.admit_guard();
+            let event = self.shared.admit(event)?;
+            std::future::poll_fn(|cx| Poll::Ready(self.fan_out(&event, cx))).await
+        };
+        if !pending.is_empty() {
+            let results = futures_util::future::join_all(pending.into_iter().map(|(i, f)| async move { (i, f.await) })).await;
+            for (i, r) in results {
+                report.deliveries[i] = r;
+            }
+        }
+        Ok(report)
+    }
+
+    fn fan_out(
+        &self,
+        event: &Event,
+        cx: &mut std::task::Context<'_>,
+    ) -> (PublishReport, Vec<(usize, PendingDelivery)>) {
+        let shared = &self.shared;
+        let mut pending: Vec<(usize, PendingDelivery)> = Vec::new();
+        let table = shared.table.load();
+        if !table.filters.iter().all(|(_, f)| f.matches(event)) {
+            shared.counters.filtered.fetch_add(1, Ordering::Relaxed);
+            return (PublishReport::filtered(event.id()), pending);
+        }
+        let owned;
+        let route = match table.cached_route(event.event_type()) {
+            Some(r) => r,
+            None => {
+                owned = table.resolve(event.event_type());
+                &owned
+            }
+        };
+        let mut report = PublishReport::new(event.id(), route.len());
+        if route.is_empty() {
+            shared.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+            return (report, pending);
+        }
+        shared.counters.routed.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .deliveries
+            .fetch_add(route.len() as u64, Ordering::Relaxed);
+        let ctx = Some(event.causation());
+        for sub in route.iter() {
+            match dispatch::start(shared, sub, event, ctx, cx) {
+                Started::Done(r) => report.deliveries.push(r),
+                Started::Continue(how) => {
+                    pending.push((
+                        report.deliveries.len(),
+                        Box::pin(dispatch::finish(
+                            Arc::clone(shared),
+                            Arc::clone(sub),
+                            event.clone(),
+                            ctx,
+                            how,
+                        )),
+                    ));
+                    report.deliveries.push(DeliveryReport {
+                        subscription: sub.id,
+                        outcome: Outcome::Shutdown,
+                        attempts: 0,
+                        dead_lettered: false,
+                    });
+                }
+            }
+        }
+        (report, pending)
+    }
+
+    /// Enqueues `event` into every matching subscription's mailbox and returns; each
+    /// subscription's task delivers it in order. A full mailbox applies its overflow policy;
+    /// under [`Overflow::Wait`] this waits for space.
+    ///
+    /// # Errors
+    /// The bus is shutting down, or some mailboxes rejected the event (it was enqueued for every
+    /// other match); the event is handed back.
+    pub async fn emit(&self, event: Event) -> Result<(), PublishError> {
+        let (event, waiting, rejected) = {
+            let _g = self.admit_guard();
+            let event = self.shared.admit(event)?;
+            let (waiting, rejected) = self.shared.enqueue(&event);
+            (event, waiting, rejected)
+        };
+        for sub in waiting {
+            match sub.mailbox.push_wait(event.clone()).await {
+                Push::Queued => {}
+                Push::Evicted(old) => {
+                    dispatch::not_delivered(&self.shared, &sub, &old, Outcome::Dropped, 0);
+                }
+                Push::Full(e) | Push::Closed(e) => {
+                    dispatch::not_delivered(&self.shared, &sub, &e, Outcome::Shutdown, 0);
+                }
+            }
+        }
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(PublishError {
+                kind: PublishErrorKind::Full(rejected),
+                event,
+            })
+        }
+    }
+
+    /// Like [`emit`](Self::emit) but never waits: a full mailbox under [`Overflow::Wait`] counts
+    /// as rejected for that subscription.
+    ///
+    /// # Errors
+    /// The bus is shutting down, or some mailboxes were full; the event is handed back.
+    pub fn try_emit(&self, event: Event) -> Result<(), PublishError> {
+        let _g = self.admit_guard();
+        let event = self.shared.admit(event)?;
+        let (waiting, mut rejected) = self.shared.enqueue(&event);
+        for sub in waiting {
+            dispatch::not_delivered(&self.shared, &sub, &event, Outcome::Rejected, 0);
+            rejected.push(sub.id);
+        }
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(PublishError {
+                kind: PublishErrorKind::Full(rejected),
+                event,
+            })
+        }
+    }
+
+    /// Removes a subscription. Events already in its mailbox are still delivered; publishes that
+    /// start after this returns no longer reach it. Returns false if the id was unknown.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        match self.shared.remove(id) {
+            Some(sub) => {
+                tracing::debug!(subscription = %id, name = &*sub.name, "unsubscribed");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds a bus-wide filter: events it rejects are dropped before routing and counted as
+    /// filtered.
+    pub fn add_filter(&self, filter: impl Into<Filter>) -> FilterId {
+        let id = FilterId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+        let filter = filter.into();
+        self.shared.update_filters(|fs| fs.push((id, filter)));
+        id
+    }
+
+    /// Removes a bus-wide filter; false if unknown.
+    pub fn remove_filter(&self, id: FilterId) -> bool {
+        let mut found = false;
+        self.shared.update_filters(|fs| {
+            let before = fs.len();
+            fs.retain(|(f, _)| *f != id);
+            found = fs.len() != before;
+        });
+        found
+    }
+
+    /// Counters of the bus and of every live subscription.
+    pub fn stats(&self) -> BusStats {
+        let s = &self.shared;
+        let subs = s.subs();
+        let subscriptions = subs
+            .iter()
+            .map(|sub| {
+                let (samples, p50, p99) = sub.counters.latency.summary();
+                SubscriptionStats {
+                    id: sub.id,
+                    name: sub.name.to_string(),
+                    totals: sub.counters.totals(),
+                    mailbox_depth: sub.mailbox.len(),
+                    mailbox_capacity: sub.mailbox.capacity(),
+                    latency_samples: samples,
+                    p50,
+                    p99,
+                    breaker: sub.breaker.as_ref().map(|b| b.state()),
+                }
+            })
+            .collect();
+        let totals = s.live_totals();
+        let deliveries = s.counters.deliveries.load(Ordering::Acquire);
+        BusStats {
+            accepted: s.counters.accepted.load(Ordering::Acquire),
+            filtered: s.counters.filtered.load(Ordering::Acquire),
+            unrouted: s.counters.unrouted.load(Ordering::Acquire),
+            routed: s.counters.routed.load(Ordering::Acquire),
+            deliveries,
+            in_flight: deliveries.saturating_sub(totals.finished()),
+            totals,
+            dead_letter_len: s.dead_letters.len(),
+            dead_letter_evicted: s.dead_letters.evicted(),
+            subscriptions,
+        }
+    }
+
+    /// The stats of one subscription, if it is live.
+    pub fn subscription_stats(&self, id: SubscriptionId) -> Option<SubscriptionStats> {
+        self.stats().subscriptions.into_iter().find(|s| s.id == id)
+    }
+
+    /// The dead letters now queued, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.shared.dead_letters.list()
+    }
+
+    /// Removes and returns every dead letter.
+    pub fn drain_dead_letters(&self) -> Vec<DeadLetter> {
+        self.shared.dead_letters.drain()
+    }
+
+    /// Drains the dead-letter queue and delivers each letter again to its own subscription
+    /// (not to everyone). Letters whose subscription is gone are returned untouched; the rest
+    /// end like any delivery (and may be dead-lettered again).
+    pub async fn replay_dead_letters(&self) -> ReplayReport {
+        let mut out = ReplayReport::default();
+        for letter in self.drain_dead_letters() {
+            match self.shared.find(letter.subscription) {
+                Some(sub) => {
+                    self.shared.counters.deliveries.fetch_add(1, Ordering::Relaxed);
+                    let r = dispatch::deliver(&self.shared, &sub, letter.event.clone()).await;
+                    out.replayed.push((letter.event.id(), r));
+                }
+                None => out.orphaned.push(letter),
+            }
+        }
+        out
+    }
+
+    /// True until [`shutdown`](Self::shutdown) starts.
+    pub fn is_accepting(&self) -> bool {
+        self.shared.accepting.load(Ordering::Acquire)
+    }
+
+    /// A handle to the runtime the bus runs its tasks on.
+    pub fn runtime(&self) -> &Handle {
+        &self.shared.runtime
+    }
+
+    /// [`publish`](Self::publish) from synchronous code, on the bus's runtime. Must not be called
+    /// from inside an async context.
+    ///
+    /// # Errors
+    /// As `publish`.
+    pub fn publish_blocking(&self, event: Event) -> Result<PublishReport, PublishError> {
+        self.shared.runtime.block_on(self.publish(event))
+    }
+}
+
+/// What [`Bus::replay_dead_letters`] did.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    /// Letters delivered again, with their new outcome.
+    pub replayed: Vec<(crate::EventId, DeliveryReport)>,
+    /// Letters whose subscription no longer exists.
+    pub orphaned: Vec<DeadLetter>,
+}
+
+/// Builds a [`Bus`]. Every setting has a stated default.
+///
+/// ```
+/// # fn main() -> Result<(), plugbus::BuildError> {
+/// use plugbus::{Bus, Overflow};
+/// use std::time::Duration;
+/// let bus = Bus::builder()
+///     .default_timeout(Duration::from_secs(5))
+///     .mailbox_capacity(256)
+///     .overflow(Overflow::DropOldest)
+///     .own_runtime(1)
+///     .build()?;
+/// assert!(bus.is_accepting());
+/// # Ok(()) }
+/// ```
+#[must_use = "call build() to get the bus"]
+pub struct BusBuilder {
+    timeout: Duration,
+    mailbox_capacity: usize,
+    overflow: Overflow,
+    retry: Option<RetryPolicy>,
+    breaker: Option<BreakerConfig>,
+    dead_letter: bool,
+    dead_letter_capacity: usize,
+    sink: Option<Arc<dyn DeadLetterSink>>,
+    runtime: Option<Handle>,
+    own_runtime: Option<usize>,
+}
+
+impl fmt::Debug for BusBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusBuilder")
+            .field("timeout", &self.timeout)
+            .field("mailbox_capacity", &self.mailbox_capacity)
+            .field("overflow", &self.overflow)
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .field("dead_letter_capacity", &self.dead_letter_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BusBuilder {
+    fn default() -> Self {
+        BusBuilder {
+            timeout: Duration::from_secs(30),
+            mailbox_capacity: 1024,
+            overflow: Overflow::Wait,
+            retry: None,
+            breaker: None,
+            dead_letter: true,
+            dead_letter_capacity: 10_000,
+            sink: None,
+            runtime: None,
+            own_runtime: None,
+        }
+    }
+}
+
+impl BusBuilder {
+    /// Handler timeout for subscriptions that set none. The default is 30 s.
+    pub fn default_timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Mailbox capacity for subscriptions that set none. The default is 1024.
+    pub fn mailbox_capacity(mut self, n: usize) -> Self {
+        self.mailbox_capacity = n;
+        self
+    }
+
+    /// Overflow policy for subscriptions that set none. The default is [`Overflow::Wait`].
+    pub fn overflow(mut self, o: Overflow) -> Self {
+        self.overflow = o;
+        self
+    }
+
+    /// Retry policy for subscriptions that set none. The default is no retries.
+    pub fn retry(mut self, p: RetryPolicy) -> Self {
+        self.retry = Some(p);
+        self
+    }
+
+    /// Circuit breaker for subscriptions that set none. The default is none.
+    pub fn circuit_breaker(mut self, cfg: BreakerConfig) -> Self {
+        self.breaker = Some(cfg);
+        self
+    }
+
+    /// Whether final failures are dead-lettered, for subscriptions that say nothing. The default
+    /// is true.
+    pub fn dead_letter(mut self, on: bool) -> Self {
+        self.dead_letter = on;
+        self
+    }
+
+    /// Capacity of the dead-letter queue; the oldest letters are evicted past it. The default is
+    /// 10,000.
+    pub fn dead_letter_capacity(mut self, n: usize) -> Self {
+        self.dead_letter_capacity = n;
+        self
+    }
+
+    /// A sink that sees every dead letter. The default is none.
+    pub fn dead_letter_sink(mut self, sink: impl DeadLetterSink) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// The runtime to run mailbox tasks on. The default is the runtime current at `build()`.
+    pub fn runtime(mut self, handle: Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Let the bus own a multi-threaded runtime with `worker_threads` threads, for hosts without
+    /// one (use the `*_blocking` methods there). The default is off.
+    pub fn own_runtime(mut self, worker_threads: usize) -> Self {
+        self.own_runtime = Some(worker_threads.max(1));
+        self
+    }
+
+    /// Builds the bus.
+    ///
+    /// # Errors
+    /// A setting is out of range, or there is no runtime to run on.
+    pub fn build(self) -> Result<Bus, BuildError> {
+        if self.timeout.is_zero() {
+            return Err(BuildError::Invalid {
+                setting: "default_timeout",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        if self.mailbox_capacity == 0 {
+            return Err(BuildError::Invalid {
+                setting: "mailbox_capacity",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let (runtime, owned) = match (self.runtime, self.own_runtime) {
+            (Some(h), _) => (h, None),
+            (None, Some(threads)) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("plugbus")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| BuildError::Runtime(e.to_string()))?;
+                (rt.handle().clone(), Some(rt))
+            }
+            (None, None) => (Handle::try_current().map_err(|_| BuildError::NoRuntime)?, None),
+        };
+        let shared = Shared {
+            table: ArcSwap::from_pointee(Table::new(Vec::new(), Vec::new())),
+            write: Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            accepting: AtomicBool::new(true),
+            admitting: AtomicUsize::new(0),
+            counters: BusCounters::default(),
+            retired: Arc::new(Retired::default()),
+            known: Mutex::new(Vec::new()),
+            dead_letters: DeadLetterQueue::new(self.dead_letter_capacity, self.sink),
+            defaults: Defaults {
+                timeout: self.timeout,
+                mailbox_capacity: self.mailbox_capacity,
+                overflow: self.overflow,
+                retry: self.retry,
+                breaker: self.breaker,
+                dead_letter: self.dead_letter,
+            },
+            runtime,
+            owned_runtime: Mutex::new(owned),
+            shutdown_report: Mutex::new(None),
+        };
+        Ok(Bus {
+            shared: Arc::new(shared),
+        })
+    }
+}

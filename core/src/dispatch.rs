@@ -1,0 +1,344 @@
+//! Delivery: one event to one subscription, through its policies.
+//!
+//! The bus pushes events to handlers (it does not let them pull): it has to, because mailboxes,
+//! retries, timeouts and the breaker all need to drive the call. A delivery starts
+//! synchronously ([`start`]): filter, dedup and breaker checks, then the handler — a sync handler
+//! runs to completion, an async one is polled once. Most deliveries end right there, with no
+//! allocation and no timer. Only a handler that is still pending, must be retried, or blocks goes
+//! on in [`finish`], an async function that arms the timeout and sleeps out backoffs.
+//!
+//! Every delivery ends in exactly one counter of its subscription (see
+//! [`DeliveryTotals`](crate::DeliveryTotals)), recorded in the same synchronous step that
+//! produces its [`DeliveryReport`]; shutdown's account relies on that.
+
+use crate::bus::Shared;
+use crate::context::{self, Causation};
+use crate::dead_letter::DeadLetter;
+use crate::event::Event;
+use crate::handler::{panic_message, BoxFuture, HandlerError, HandlerFn, HandlerResult};
+use crate::stats::Reason;
+use crate::subscription::{DeliveryReport, Outcome, Sub};
+use crate::timeout::{Deadline, Elapsed};
+use futures_util::FutureExt;
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// The result of one handler call.
+enum Attempt {
+    Ok,
+    Err(HandlerError),
+    TimedOut(Elapsed),
+    Panicked(String),
+}
+
+impl From<HandlerResult> for Attempt {
+    fn from(r: HandlerResult) -> Self {
+        match r {
+            Ok(()) => Attempt::Ok,
+            Err(e) => Attempt::Err(e),
+        }
+    }
+}
+
+/// How a delivery that did not finish synchronously goes on.
+pub(crate) enum Continue {
+    /// The first attempt's future is pending.
+    Pending(BoxFuture, Instant),
+    /// The first attempt failed with a retryable error.
+    Retry(HandlerError, Instant),
+    /// Nothing ran yet (blocking handlers).
+    Fresh,
+}
+
+pub(crate) enum Started {
+    Done(DeliveryReport),
+    Continue(Continue),
+}
+
+thread_local! {
+    static SAMPLE_TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True for 1 call in 16 per thread: inline sync deliveries time only a sample, because
+/// reading the clock costs more than a typical handler.
+#[inline]
+fn sample() -> bool {
+    SAMPLE_TICK.with(|t| {
+        let v = t.get().wrapping_add(1);
+        t.set(v);
+        v & 15 == 1
+    })
+}
+
+fn report(sub: &Sub, outcome: Outcome, attempts: u32, dead_lettered: bool) -> DeliveryReport {
+    DeliveryReport {
+        subscription: sub.id,
+        outcome,
+        attempts,
+        dead_lettered,
+    }
+}
+
+#[inline]
+fn delivered(sub: &Sub, attempts: u32, started: Option<Instant>) -> DeliveryReport {
+    if let Some(t0) = started {
+        sub.counters.latency.record(t0.elapsed());
+    }
+    if let Some(b) = &sub.breaker {
+        b.on_success();
+    }
+    sub.counters.delivered();
+    report(sub, Outcome::Delivered, attempts, false)
+}
+
+/// Records a delivery that did not succeed: breaker, dedup, dead letter, counters.
+pub(crate) fn not_delivered(
+    shared: &Shared,
+    sub: &Sub,
+    event: &Event,
+    outcome: Outcome,
+    attempts: u32,
+) -> DeliveryReport {
+    let reason = match &outcome {
+        Outcome::Failed(_) => Reason::Error,
+        Outcome::TimedOut(_) => Reason::TimedOut,
+        Outcome::Panicked(_) => Reason::Panicked,
+        Outcome::CircuitOpen => Reason::CircuitOpen,
+        Outcome::Rejected => Reason::Rejected,
+        Outcome::Dropped => Reason::Dropped,
+        Outcome::Shutdown => Reason::Shutdown,
+        Outcome::Delivered | Outcome::Skipped | Outcome::Duplicate => {
+            return report(sub, outcome, attempts, false)
+        }
+    };
+    if attempts > 0 {
+        if let Some(b) = &sub.breaker {
+            if b.on_failure() {
+                tracing::warn!(subscriber = &*sub.name, "circuit opened");
+            }
+        }
+    }
+    if let Some(d) = &sub.dedup {
+        d.forget(event.id());
+    }
+    // Drop-oldest and reject exist to shed load: dead-lettering those would defeat them.
+    let dead_letter = sub.dead_letter && !matches!(reason, Reason::Dropped | Reason::Rejected);
+    if dead_letter {
+        if let Some(why) = outcome.dead_letter_reason() {
+            shared.dead_letters.push(DeadLetter {
+                event: event.clone(),
+                subscription: sub.id,
+                subscriber: Arc::clone(&sub.name),
+                reason: why,
+                attempts,
+                at: crate::id::utc_now(),
+            });
+        }
+    }
+    sub.counters.not_delivered(reason, dead_letter);
+    report(sub, outcome, attempts, dead_letter)
+}
+
+fn outcome_of(a: Attempt) -> Outcome {
+    match a {
+        Attempt::Ok => Outcome::Delivered,
+        Attempt::Err(e) => Outcome::Failed(e),
+        Attempt::TimedOut(Elapsed(d)) => Outcome::TimedOut(d),
+        Attempt::Panicked(m) => Outcome::Panicked(m),
+    }
+}
+
+fn retryable(sub: &Sub, err: &HandlerError, attempt: u32) -> bool {
+    err.is_retryable() && sub.retry.is_some_and(|r| r.should_retry(attempt))
+}
+
+/// Starts a delivery and finishes it if it can be finished without waiting.
+#[inline]
+pub(crate) fn start(
+    shared: &Shared,
+    sub: &Sub,
+    event: &Event,
+    ctx: Option<Causation>,
+    cx: &mut Context<'_>,
+) -> Started {
+    if let Some(f) = &sub.filter {
+        if !f.matches(event) {
+            sub.counters.skipped(false);
+            return Started::Done(report(sub, Outcome::Skipped, 0, false));
+        }
+    }
+    if let Some(d) = &sub.dedup {
+        if !d.first_time(event.id()) {
+            sub.counters.skipped(true);
+            return Started::Done(report(sub, Outcome::Duplicate, 0, false));
+        }
+    }
+    if let Some(b) = &sub.breaker {
+        if !b.allow() {
+            return Started::Done(not_delivered(shared, sub, event, Outcome::CircuitOpen, 0));
+        }
+    }
+    match &sub.handler {
+        HandlerFn::Sync(f) => {
+            let t0 = sample().then(Instant::now);
+            let r = catch_unwind(AssertUnwindSafe(|| context::enter(ctx, || f(event))));
+            match r {
+                Ok(Ok(())) => Started::Done(delivered(sub, 1, t0)),
+                Ok(Err(e)) if retryable(sub, &e, 1) => {
+                    Started::Continue(Continue::Retry(e, t0.unwrap_or_else(Instant::now)))
+                }
+                Ok(Err(e)) => {
+                    Started::Done(not_delivered(shared, sub, event, Outcome::Failed(e), 1))
+                }
+                Err(p) => Started::Done(not_delivered(
+                    shared,
+                    sub,
+                    event,
+                    Outcome::Panicked(panic_message(&*p)),
+                    1,
+                )),
+            }
+        }
+        HandlerFn::Async(f) => {
+            let made = catch_unwind(AssertUnwindSafe(|| {
+                context::enter(ctx, || f(event.clone()))
+            }));
+            let mut fut = match made {
+                Ok(fut) => fut,
+                Err(p) => {
+                    let o = Outcome::Panicked(panic_message(&*p));
+                    return Started::Done(not_delivered(shared, sub, event, o, 1));
+                }
+            };
+            let t0 = Instant::now();
+            let polled = catch_unwind(AssertUnwindSafe(|| {
+                context::enter(ctx, || fut.as_mut().poll(cx))
+            }));
+            match polled {
+                Ok(Poll::Ready(Ok(()))) => Started::Done(delivered(sub, 1, sample().then_some(t0))),
+                Ok(Poll::Ready(Err(e))) if retryable(sub, &e, 1) => {
+                    Started::Continue(Continue::Retry(e, t0))
+                }
+                Ok(Poll::Ready(Err(e))) => {
+                    Started::Done(not_delivered(shared, sub, event, Outcome::Failed(e), 1))
+                }
+                Ok(Poll::Pending) => Started::Continue(Continue::Pending(fut, t0)),
+                Err(p) => Started::Done(not_delivered(
+                    shared,
+                    sub,
+                    event,
+                    Outcome::Panicked(panic_message(&*p)),
+                    1,
+                )),
+            }
+        }
+        HandlerFn::Blocking(_) => Started::Continue(Continue::Fresh),
+    }
+}
+
+/// Runs one fresh attempt, whatever the handler kind, under the subscription's timeout.
+async fn attempt(sub: &Sub, event: &Event, ctx: Option<Causation>) -> Attempt {
+    match &sub.handler {
+        HandlerFn::Sync(f) => {
+            match catch_unwind(AssertUnwindSafe(|| context::enter(ctx, || f(event)))) {
+                Ok(r) => r.into(),
+                Err(p) => Attempt::Panicked(panic_message(&*p)),
+            }
+        }
+        HandlerFn::Async(f) => {
+            let made = catch_unwind(AssertUnwindSafe(|| {
+                context::enter(ctx, || f(event.clone()))
+            }));
+            match made {
+                Ok(fut) => wait(fut, sub, ctx).await,
+                Err(p) => Attempt::Panicked(panic_message(&*p)),
+            }
+        }
+        HandlerFn::Blocking(f) => {
+            let f = Arc::clone(f);
+            let event = event.clone();
+            let job = tokio::task::spawn_blocking(move || context::enter(ctx, || f(&event)));
+            match Deadline::new(job, sub.timeout).await {
+                Ok(Ok(r)) => r.into(),
+                Ok(Err(join)) if join.is_panic() => {
+                    Attempt::Panicked(panic_message(&*join.into_panic()))
+                }
+                Ok(Err(join)) => Attempt::Err(HandlerError::permanent(join)),
+                Err(elapsed) => Attempt::TimedOut(elapsed),
+            }
+        }
+    }
+}
+
+/// Waits for a pending handler future under the subscription's timeout, catching panics.
+async fn wait(fut: BoxFuture, sub: &Sub, ctx: Option<Causation>) -> Attempt {
+    let guarded = AssertUnwindSafe(context::scope(ctx, fut)).catch_unwind();
+    match Deadline::new(guarded, sub.timeout).await {
+        Ok(Ok(r)) => r.into(),
+        Ok(Err(p)) => Attempt::Panicked(panic_message(&*p)),
+        Err(elapsed) => Attempt::TimedOut(elapsed),
+    }
+}
+
+/// Finishes a delivery that [`start`] could not: waits, retries, records.
+pub(crate) async fn finish(
+    shared: Arc<Shared>,
+    sub: Arc<Sub>,
+    event: Event,
+    ctx: Option<Causation>,
+    how: Continue,
+) -> DeliveryReport {
+    let (mut n, mut result, t0) = match how {
+        Continue::Pending(fut, t0) => {
+            // The first poll already happened; the deadline counts from the attempt's start.
+            let remaining = sub.timeout.saturating_sub(t0.elapsed());
+            let guarded = AssertUnwindSafe(context::scope(ctx, fut)).catch_unwind();
+            let r = match Deadline::new(guarded, remaining).await {
+                Ok(Ok(r)) => r.into(),
+                Ok(Err(p)) => Attempt::Panicked(panic_message(&*p)),
+                Err(_) => Attempt::TimedOut(Elapsed(sub.timeout)),
+            };
+            (1, r, t0)
+        }
+        Continue::Retry(e, t0) => (1, Attempt::Err(e), t0),
+        Continue::Fresh => {
+            let t0 = Instant::now();
+            (1, attempt(&sub, &event, ctx).await, t0)
+        }
+    };
+    loop {
+        match result {
+            Attempt::Ok => return delivered(&sub, n, Some(t0)),
+            Attempt::Err(e) if retryable(&sub, &e, n) => {
+                sub.counters.retried();
+                let delay = sub.retry.map(|r| r.backoff(n)).unwrap_or_default();
+                tracing::debug!(subscriber = &*sub.name, attempt = n, ?delay, error = %e, "retrying");
+                tokio::time::sleep(delay).await;
+                n += 1;
+                result = attempt(&sub, &event, ctx).await;
+            }
+            other => return not_delivered(&shared, &sub, &event, outcome_of(other), n),
+        }
+    }
+}
+
+/// Delivers `event` to `sub` from start to end (the mailbox path).
+pub(crate) async fn deliver(shared: &Arc<Shared>, sub: &Arc<Sub>, event: Event) -> DeliveryReport {
+    let ctx = Some(event.causation());
+    let started =
+        std::future::poll_fn(|cx| Poll::Ready(start(shared, sub, &event, ctx, cx))).await;
+    match started {
+        Started::Done(r) => r,
+        Started::Continue(how) => {
+            finish(Arc::clone(shared), Arc::clone(sub), event, ctx, how).await
+        }
+    }
+}
+
+/// A delivery still running after the synchronous pass of a publish.
+pub(crate) type PendingDelivery = Pin<Box<dyn Future<Output = DeliveryReport> + Send>>;

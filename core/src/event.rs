@@ -1,0 +1,487 @@
+//! The event envelope.
+//!
+//! An [`Event`] is an immutable, reference-counted envelope: cloning it for every subscriber costs
+//! one atomic increment, and the payload is never copied. Build one with [`Event::new`] for a
+//! typed payload or [`Event::builder`] for full control.
+
+use crate::context::Causation;
+use crate::error::{EventError, PayloadError};
+use crate::event_type::EventType;
+use crate::id::{new_id_and_time, EventId};
+use crate::payload_value::Payload;
+use chrono::{DateTime, Utc};
+use compact_str::CompactString;
+use plugbus_contract::{keys, Category, TypedEvent};
+use smallvec::SmallVec;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// The source given to events built without one.
+pub const DEFAULT_SOURCE: &str = "local";
+
+/// An event: id, type, source, timestamp, payload and metadata.
+///
+/// ```
+/// use plugbus::Event;
+/// use plugbus::payload::UserLogin;
+///
+/// let event = Event::builder_typed(UserLogin { user_id: "alice".into(), ..Default::default() })
+///     .source("auth-service")
+///     .request_id("req-42")
+///     .build()?;
+/// assert_eq!(event.event_type().name(), "user.login");
+/// assert_eq!(event.data::<UserLogin>()?.user_id, "alice");
+/// assert_eq!(event.metadata().get("request_id"), Some("req-42"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Event(Arc<EventInner>);
+
+#[derive(Clone)]
+struct EventInner {
+    id: EventId,
+    event_type: EventType,
+    timestamp_nanos: i64,
+    schema_version: u32,
+    correlation_id: Option<EventId>,
+    causation_id: Option<EventId>,
+    source: CompactString,
+    metadata: Metadata,
+    payload: Payload,
+}
+
+impl Event {
+    /// An event carrying a typed payload, with a fresh id, the current time and the default
+    /// source.
+    ///
+    /// # Errors
+    /// `T::EVENT_TYPE` is not a valid type name or clashes with an existing type's category.
+    pub fn new<T: TypedEvent>(payload: T) -> Result<Event, EventError> {
+        Event::builder_typed(payload).build()
+    }
+
+    /// A builder for an event of `event_type`.
+    pub fn builder(event_type: EventType) -> EventBuilder {
+        EventBuilder {
+            event_type: Ok(event_type),
+            schema_version: 1,
+            payload: Payload::empty(),
+            id: None,
+            timestamp_nanos: None,
+            correlation_id: None,
+            causation_id: None,
+            source: CompactString::const_new(DEFAULT_SOURCE),
+            metadata: Metadata::new(),
+            error: None,
+        }
+    }
+
+    /// A builder for an event carrying a typed payload.
+    pub fn builder_typed<T: TypedEvent>(payload: T) -> EventBuilder {
+        let mut b = Event::builder(EventType::USER_LOGIN);
+        b.event_type = EventType::of::<T>().map_err(EventError::from);
+        b.schema_version = T::SCHEMA_VERSION;
+        b.payload = Payload::typed(payload);
+        b
+    }
+
+    /// The id.
+    pub fn id(&self) -> EventId {
+        self.0.id
+    }
+
+    /// The type.
+    pub fn event_type(&self) -> EventType {
+        self.0.event_type
+    }
+
+    /// The type's category.
+    pub fn category(&self) -> Category {
+        self.0.event_type.category()
+    }
+
+    /// Who published it.
+    pub fn source(&self) -> &str {
+        &self.0.source
+    }
+
+    /// When it was created, UTC.
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.0.timestamp_nanos)
+    }
+
+    /// When it was created, in nanoseconds since the Unix epoch (the form that crosses the ABI).
+    pub fn timestamp_unix_nanos(&self) -> i64 {
+        self.0.timestamp_nanos
+    }
+
+    /// The version of the payload's schema (1 unless the producer said otherwise).
+    pub fn schema_version(&self) -> u32 {
+        self.0.schema_version
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Payload {
+        &self.0.payload
+    }
+
+    /// The payload as `T`, borrowed when it was published as a `T`, parsed otherwise.
+    ///
+    /// # Errors
+    /// The event's type is not `T::EVENT_TYPE`, or the payload does not fit `T`.
+    pub fn data<T: TypedEvent>(&self) -> Result<Cow<'_, T>, PayloadError> {
+        if self.0.event_type.name() != T::EVENT_TYPE {
+            return Err(PayloadError::TypeMismatch {
+                event_type: self.0.event_type.name(),
+                expected: T::EVENT_TYPE,
+            });
+        }
+        self.0.payload.get::<T>()
+    }
+
+    /// The payload as JSON bytes, serialized at most once per event.
+    ///
+    /// # Errors
+    /// A typed payload failed to serialize.
+    pub fn data_json(&self) -> Result<&[u8], PayloadError> {
+        self.0.payload.json()
+    }
+
+    /// Other metadata (request id and application keys). Correlation and causation ids have
+    /// their own accessors.
+    pub fn metadata(&self) -> &Metadata {
+        &self.0.metadata
+    }
+
+    /// The correlation id: groups every event stemming from one origin.
+    pub fn correlation_id(&self) -> Option<EventId> {
+        self.0.correlation_id
+    }
+
+    /// The causation id: the event whose handling produced this one.
+    pub fn causation_id(&self) -> Option<EventId> {
+        self.0.causation_id
+    }
+
+    /// The request id, if set.
+    pub fn request_id(&self) -> Option<&str> {
+        self.0.metadata.get(keys::REQUEST_ID)
+    }
+
+    /// Every metadata entry as text, well-known ids included (the form used on the wire).
+    pub fn metadata_pairs(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
+        let ids = [
+            (keys::CORRELATION_ID, self.0.correlation_id),
+            (keys::CAUSATION_ID, self.0.causation_id),
+        ];
+        ids.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, Cow::Owned(v.to_string()))))
+            .chain(self.0.metadata.iter().map(|(k, v)| (k, Cow::Borrowed(v))))
+    }
+
+    /// The causation context handlers of this event run in.
+    pub fn causation(&self) -> Causation {
+        Causation {
+            event_id: self.0.id,
+            correlation_id: self.0.correlation_id.unwrap_or(self.0.id),
+        }
+    }
+
+    /// Fills causation and correlation from `ctx` unless the event already has a causation id.
+    pub(crate) fn caused_by(mut self, ctx: Causation) -> Event {
+        if self.0.causation_id.is_some() || ctx.event_id == self.0.id {
+            return self;
+        }
+        let inner = Arc::make_mut(&mut self.0);
+        inner.causation_id = Some(ctx.event_id);
+        if inner.correlation_id.is_none() {
+            inner.correlation_id = Some(ctx.correlation_id);
+        }
+        self
+    }
+
+    /// True if both handles point at the same envelope.
+    pub fn ptr_eq(&self, other: &Event) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Shows the envelope but never the payload (payloads carry secrets).
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.0.id)
+            .field("type", &self.0.event_type.name())
+            .field("source", &self.0.source.as_str())
+            .field("timestamp", &self.timestamp())
+            .field("correlation_id", &self.0.correlation_id)
+            .field("causation_id", &self.0.causation_id)
+            .field("payload", &self.0.payload)
+            .finish()
+    }
+}
+
+/// Builds an [`Event`]; see [`Event::builder`].
+#[derive(Debug)]
+#[must_use = "call build() to get the event"]
+pub struct EventBuilder {
+    event_type: Result<EventType, EventError>,
+    schema_version: u32,
+    payload: Payload,
+    id: Option<EventId>,
+    timestamp_nanos: Option<i64>,
+    correlation_id: Option<EventId>,
+    causation_id: Option<EventId>,
+    source: CompactString,
+    metadata: Metadata,
+    error: Option<EventError>,
+}
+
+impl EventBuilder {
+    /// Who publishes it. The default is [`DEFAULT_SOURCE`].
+    pub fn source(mut self, source: &str) -> Self {
+        self.source = CompactString::new(source);
+        self
+    }
+
+    /// The payload. The default is none.
+    pub fn payload(mut self, payload: Payload) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// A typed payload (does not change the event type).
+    pub fn data<T: TypedEvent>(mut self, value: T) -> Self {
+        self.payload = Payload::typed(value);
+        self
+    }
+
+    /// A payload given as JSON text; checked at [`build`](Self::build).
+    pub fn json(mut self, json: &str) -> Self {
+        match Payload::from_json(json.as_bytes()) {
+            Ok(p) => self.payload = p,
+            Err(e) => self.error = Some(e.into()),
+        }
+        self
+    }
+
+    /// A given id instead of a fresh one (replays, bridges).
+    pub fn id(mut self, id: EventId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// A given time (nanoseconds since the Unix epoch) instead of now.
+    pub fn timestamp_unix_nanos(mut self, nanos: i64) -> Self {
+        self.timestamp_nanos = Some(nanos);
+        self
+    }
+
+    /// The payload's schema version. The default is 1 (or `T::SCHEMA_VERSION` for typed payloads).
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// Sets the correlation id explicitly.
+    pub fn correlation_id(mut self, id: EventId) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the causation id explicitly (automatic propagation then leaves it alone).
+    pub fn causation_id(mut self, id: EventId) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Sets the request id.
+    pub fn request_id(self, id: &str) -> Self {
+        self.metadata(keys::REQUEST_ID, id)
+    }
+
+    /// Adds a metadata entry. `correlation_id` and `causation_id` must be UUIDs (checked at
+    /// [`build`](Self::build)).
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        let id_slot = match key {
+            keys::CORRELATION_ID => Some(&mut self.correlation_id),
+            keys::CAUSATION_ID => Some(&mut self.causation_id),
+            _ => None,
+        };
+        match id_slot {
+            Some(slot) => match value.parse::<EventId>() {
+                Ok(id) => *slot = Some(id),
+                Err(e) => {
+                    self.error = Some(EventError::InvalidMetadata {
+                        key: key.to_owned(),
+                        reason: format!("not a UUID: {e}"),
+                    })
+                }
+            },
+            None => self.metadata.insert(key, value),
+        }
+        self
+    }
+
+    /// Builds the event.
+    ///
+    /// # Errors
+    /// The type was invalid, a JSON payload did not parse, or a well-known metadata id was not a
+    /// UUID.
+    pub fn build(self) -> Result<Event, EventError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let event_type = self.event_type?;
+        let (id, nanos) = match (self.id, self.timestamp_nanos) {
+            (Some(id), Some(t)) => (id, t),
+            (Some(id), None) => (id, crate::id::unix_nanos_now()),
+            (None, t) => {
+                let (id, now) = new_id_and_time();
+                (id, t.unwrap_or(now))
+            }
+        };
+        Ok(Event(Arc::new(EventInner {
+            id,
+            event_type,
+            timestamp_nanos: nanos,
+            schema_version: self.schema_version,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            source: self.source,
+            metadata: self.metadata,
+            payload: self.payload,
+        })))
+    }
+}
+
+/// A small string map for event metadata; keeps insertion order, and a few short entries live
+/// inline without allocating.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    entries: SmallVec<[(CompactString, CompactString); 2]>,
+}
+
+impl Metadata {
+    /// An empty map.
+    pub fn new() -> Metadata {
+        Metadata {
+            entries: SmallVec::new(),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, key: &str, value: &str) {
+        match self.entries.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = CompactString::new(value),
+            None => self
+                .entries
+                .push((CompactString::new(key), CompactString::new(value))),
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let pos = self.entries.iter().position(|(k, _)| k == key)?;
+        Some(self.entries.remove(pos).1.into_string())
+    }
+
+    /// Entries in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use plugbus_contract::payload::{UserLogin, UserLogout};
+
+    #[test]
+    fn typed_event_has_its_contract_type_and_borrowed_data() {
+        let e = Event::new(UserLogin {
+            user_id: "alice".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(e.event_type(), EventType::USER_LOGIN);
+        assert_eq!(e.category(), Category::Business);
+        assert_eq!(e.source(), DEFAULT_SOURCE);
+        assert!(matches!(e.data::<UserLogin>().unwrap(), Cow::Borrowed(_)));
+        assert!(e.data::<UserLogout>().is_err());
+        assert_eq!(e.schema_version(), 1);
+    }
+
+    #[test]
+    fn clones_share_the_envelope() {
+        let e = Event::builder(EventType::SYSTEM_STARTUP).build().unwrap();
+        let c = e.clone();
+        assert!(e.ptr_eq(&c));
+        assert_eq!(e.data_json().unwrap(), b"null");
+    }
+
+    #[test]
+    fn well_known_metadata_is_validated() {
+        let id = EventId::new();
+        let e = Event::builder(EventType::USER_LOGOUT)
+            .metadata("correlation_id", &id.to_string())
+            .metadata("tenant", "acme")
+            .metadata("tenant", "globex")
+            .build()
+            .unwrap();
+        assert_eq!(e.correlation_id(), Some(id));
+        assert_eq!(e.metadata().get("tenant"), Some("globex"));
+        assert_eq!(e.metadata().len(), 1);
+        let pairs: Vec<_> = e.metadata_pairs().map(|(k, v)| (k.to_owned(), v.into_owned())).collect();
+        assert_eq!(pairs[0], ("correlation_id".to_owned(), id.to_string()));
+        let err = Event::builder(EventType::USER_LOGOUT)
+            .metadata("causation_id", "nope")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("causation_id"), "{err}");
+    }
+
+    #[test]
+    fn caused_by_fills_only_missing_ids() {
+        let parent = Event::builder(EventType::USER_LOGIN).build().unwrap();
+        let child = Event::builder(EventType::SECURITY_ALERT)
+            .build()
+            .unwrap()
+            .caused_by(parent.causation());
+        assert_eq!(child.causation_id(), Some(parent.id()));
+        assert_eq!(child.correlation_id(), Some(parent.id()));
+        let explicit = EventId::new();
+        let kept = Event::builder(EventType::SECURITY_ALERT)
+            .causation_id(explicit)
+            .build()
+            .unwrap()
+            .caused_by(parent.causation());
+        assert_eq!(kept.causation_id(), Some(explicit));
+    }
+}

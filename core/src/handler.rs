@@ -1,0 +1,172 @@
+//! Handlers: what a subscription runs for each event.
+//!
+//! Three kinds, chosen at subscribe time:
+//! - **sync** (`Fn(&Event)`): run inline by the dispatcher. The cheapest; must not block, and
+//!   cannot be timed out (nothing can interrupt a running function).
+//! - **async** (`Fn(Event) -> impl Future`): polled once inline; only if it does not finish at
+//!   once is a timer armed, so handlers that complete immediately cost no timer.
+//! - **blocking** (`Fn(&Event)` that may block): run on tokio's blocking pool; the bus stops
+//!   waiting at the timeout and records it, though the thread cannot be cancelled.
+//!
+//! A handler returns `()` or `Result<(), E>` with `E: Into<HandlerError>`. Mark an error
+//! [`retryable`](HandlerError::retryable) to let the subscription's retry policy try again.
+
+use crate::event::Event;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// An error returned by a handler.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    message: Arc<str>,
+    retryable: bool,
+}
+
+impl HandlerError {
+    /// A failure worth retrying (a busy resource, a lost connection).
+    pub fn retryable(message: impl fmt::Display) -> HandlerError {
+        HandlerError {
+            message: message.to_string().into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn permanent(message: impl fmt::Display) -> HandlerError {
+        HandlerError {
+            message: message.to_string().into(),
+            retryable: false,
+        }
+    }
+
+    /// True if the retry policy may try again.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HandlerError({}{:?})",
+            if self.retryable { "retryable, " } else { "" },
+            &*self.message
+        )
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+impl From<&str> for HandlerError {
+    fn from(s: &str) -> Self {
+        HandlerError::permanent(s)
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(s: String) -> Self {
+        HandlerError::permanent(s)
+    }
+}
+
+/// What a handler call produces.
+pub type HandlerResult = Result<(), HandlerError>;
+
+/// Return types a handler may have: `()` or `Result<(), E>`.
+pub trait IntoHandlerResult {
+    /// Converts to a [`HandlerResult`].
+    fn into_handler_result(self) -> HandlerResult;
+}
+
+impl IntoHandlerResult for () {
+    fn into_handler_result(self) -> HandlerResult {
+        Ok(())
+    }
+}
+
+impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
+    fn into_handler_result(self) -> HandlerResult {
+        self.map_err(Into::into)
+    }
+}
+
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'static>>;
+pub(crate) type SyncFn = dyn Fn(&Event) -> HandlerResult + Send + Sync;
+pub(crate) type AsyncFn = dyn Fn(Event) -> BoxFuture + Send + Sync;
+
+/// A handler with its kind erased.
+#[derive(Clone)]
+pub(crate) enum HandlerFn {
+    Sync(Arc<SyncFn>),
+    Async(Arc<AsyncFn>),
+    Blocking(Arc<SyncFn>),
+}
+
+impl HandlerFn {
+    pub(crate) fn sync<F, R>(f: F) -> HandlerFn
+    where
+        F: Fn(&Event) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        HandlerFn::Sync(Arc::new(move |e| f(e).into_handler_result()))
+    }
+
+    pub(crate) fn blocking<F, R>(f: F) -> HandlerFn
+    where
+        F: Fn(&Event) -> R + Send + Sync + 'static,
+        R: IntoHandlerResult,
+    {
+        HandlerFn::Blocking(Arc::new(move |e| f(e).into_handler_result()))
+    }
+
+    pub(crate) fn asynchronous<F, Fut, R>(f: F) -> HandlerFn
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoHandlerResult,
+    {
+        HandlerFn::Async(Arc::new(move |e| {
+            let fut = f(e);
+            Box::pin(async move { fut.await.into_handler_result() })
+        }))
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            HandlerFn::Sync(_) => "sync",
+            HandlerFn::Async(_) => "async",
+            HandlerFn::Blocking(_) => "blocking",
+        }
+    }
+}
+
+impl fmt::Debug for HandlerFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HandlerFn({})", self.kind())
+    }
+}
+
+/// Turns a caught panic payload into text.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

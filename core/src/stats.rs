@@ -1,0 +1,317 @@
+//! Counters and latency histograms, readable at any time.
+//!
+//! Every counter is a relaxed atomic owned by one subscription, so publishers on different
+//! subscriptions never share a cache line for bookkeeping. Snapshots ([`SubscriptionStats`],
+//! [`BusStats`]) are plain `Copy`/`Clone` values. When a subscription is dropped its counts are
+//! folded into the bus totals, so totals never go backwards.
+
+use crate::policy::breaker::BreakerState;
+use crate::subscription::SubscriptionId;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Final outcomes of deliveries and their reasons, summed.
+///
+/// Every routed delivery ends in exactly one of `delivered`, `skipped`, `failed` or
+/// `dead_lettered`; the reason counters (`errors` .. `dropped`) break down the last two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryTotals {
+    /// Handled successfully.
+    pub delivered: u64,
+    /// Skipped on purpose: the subscription's filter said no, or a duplicate id.
+    pub skipped: u64,
+    /// Not delivered and not dead-lettered (dead-lettering off, rejected or dropped on overflow).
+    pub failed: u64,
+    /// Not delivered and kept in the dead-letter queue.
+    pub dead_lettered: u64,
+    /// Reason: the handler returned an error (after any retries).
+    pub errors: u64,
+    /// Reason: the handler did not finish within its timeout.
+    pub timed_out: u64,
+    /// Reason: the handler panicked.
+    pub panicked: u64,
+    /// Reason: the circuit was open.
+    pub circuit_open: u64,
+    /// Reason: the mailbox was full and the policy rejected the event.
+    pub rejected: u64,
+    /// Reason: the mailbox was full and the event was dropped (drop-oldest).
+    pub dropped: u64,
+    /// Reason: the bus shut down before the delivery ran.
+    pub shutdown: u64,
+    /// Attempts that were retried (not an outcome).
+    pub retried: u64,
+    /// Of `skipped`: duplicates.
+    pub duplicates: u64,
+}
+
+impl DeliveryTotals {
+    /// All final outcomes: `delivered + skipped + failed + dead_lettered`.
+    pub fn finished(&self) -> u64 {
+        self.delivered + self.skipped + self.failed + self.dead_lettered
+    }
+
+    fn add(&mut self, o: &DeliveryTotals) {
+        self.delivered += o.delivered;
+        self.skipped += o.skipped;
+        self.failed += o.failed;
+        self.dead_lettered += o.dead_lettered;
+        self.errors += o.errors;
+        self.timed_out += o.timed_out;
+        self.panicked += o.panicked;
+        self.circuit_open += o.circuit_open;
+        self.rejected += o.rejected;
+        self.dropped += o.dropped;
+        self.shutdown += o.shutdown;
+        self.retried += o.retried;
+        self.duplicates += o.duplicates;
+    }
+}
+
+/// Why a delivery did not succeed; each maps to one reason counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Error,
+    TimedOut,
+    Panicked,
+    CircuitOpen,
+    Rejected,
+    Dropped,
+    Shutdown,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SubCounters {
+    delivered: AtomicU64,
+    skipped: AtomicU64,
+    duplicates: AtomicU64,
+    failed: AtomicU64,
+    dead_lettered: AtomicU64,
+    errors: AtomicU64,
+    timed_out: AtomicU64,
+    panicked: AtomicU64,
+    circuit_open: AtomicU64,
+    rejected: AtomicU64,
+    dropped: AtomicU64,
+    shutdown: AtomicU64,
+    retried: AtomicU64,
+    pub(crate) latency: Histogram,
+}
+
+impl SubCounters {
+    #[inline]
+    pub(crate) fn delivered(&self) {
+        self.delivered.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn skipped(&self, duplicate: bool) {
+        self.skipped.fetch_add(1, Relaxed);
+        if duplicate {
+            self.duplicates.fetch_add(1, Relaxed);
+        }
+    }
+    pub(crate) fn retried(&self) {
+        self.retried.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn not_delivered(&self, reason: Reason, dead_lettered: bool) {
+        let r = match reason {
+            Reason::Error => &self.errors,
+            Reason::TimedOut => &self.timed_out,
+            Reason::Panicked => &self.panicked,
+            Reason::CircuitOpen => &self.circuit_open,
+            Reason::Rejected => &self.rejected,
+            Reason::Dropped => &self.dropped,
+            Reason::Shutdown => &self.shutdown,
+        };
+        r.fetch_add(1, Relaxed);
+        if dead_lettered {
+            self.dead_lettered.fetch_add(1, Relaxed);
+        } else {
+            self.failed.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn totals(&self) -> DeliveryTotals {
+        DeliveryTotals {
+            delivered: self.delivered.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            timed_out: self.timed_out.load(Relaxed),
+            panicked: self.panicked.load(Relaxed),
+            circuit_open: self.circuit_open.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            shutdown: self.shutdown.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
+        }
+    }
+}
+
+/// Totals of subscriptions that no longer exist.
+#[derive(Debug, Default)]
+pub(crate) struct Retired(parking_lot::Mutex<DeliveryTotals>);
+
+impl Retired {
+    pub(crate) fn fold(&self, t: &DeliveryTotals) {
+        self.0.lock().add(t);
+    }
+    pub(crate) fn get(&self) -> DeliveryTotals {
+        *self.0.lock()
+    }
+}
+
+pub(crate) fn sum<'a>(
+    base: DeliveryTotals,
+    it: impl IntoIterator<Item = &'a DeliveryTotals>,
+) -> DeliveryTotals {
+    let mut t = base;
+    for x in it {
+        t.add(x);
+    }
+    t
+}
+
+/// Log-linear latency histogram: 4 buckets per power of two of nanoseconds (<= 19% error).
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    buckets: Box<[AtomicU64]>,
+}
+
+const SUB_BITS: u32 = 2;
+const BUCKETS: usize = (64 << SUB_BITS) as usize;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Histogram {
+    fn index(nanos: u64) -> usize {
+        if nanos < (1 << SUB_BITS) {
+            return nanos as usize;
+        }
+        let log = 63 - nanos.leading_zeros();
+        let sub = (nanos >> (log - SUB_BITS)) & ((1 << SUB_BITS) - 1);
+        ((log - SUB_BITS + 1) << SUB_BITS) as usize + sub as usize
+    }
+
+    /// The upper bound of bucket `i`, in nanoseconds.
+    fn upper(i: usize) -> u64 {
+        let sub_count = 1usize << SUB_BITS;
+        if i < sub_count {
+            return i as u64;
+        }
+        let log = (i / sub_count) as u32 + SUB_BITS - 1;
+        let sub = (i % sub_count) as u64;
+        let low = (1u64 << log) | (sub << (log - SUB_BITS));
+        low + (1u64 << (log - SUB_BITS)) - 1
+    }
+
+    pub(crate) fn record(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[Self::index(nanos).min(BUCKETS - 1)].fetch_add(1, Relaxed);
+    }
+
+    /// (count, p50, p99)
+    pub(crate) fn summary(&self) -> (u64, Option<Duration>, Option<Duration>) {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return (0, None, None);
+        }
+        let q = |p: f64| {
+            let rank = ((total as f64) * p).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return Some(Duration::from_nanos(Self::upper(i)));
+                }
+            }
+            None
+        };
+        (total, q(0.50), q(0.99))
+    }
+}
+
+/// A snapshot of one subscription's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionStats {
+    /// The subscription.
+    pub id: SubscriptionId,
+    /// Its name.
+    pub name: String,
+    /// Outcomes and reasons.
+    pub totals: DeliveryTotals,
+    /// Events waiting in its mailbox.
+    pub mailbox_depth: usize,
+    /// Its mailbox's capacity.
+    pub mailbox_capacity: usize,
+    /// Latency samples taken (every slow-path delivery, 1 in 16 inline sync deliveries).
+    pub latency_samples: u64,
+    /// Median handler latency.
+    pub p50: Option<Duration>,
+    /// 99th percentile handler latency.
+    pub p99: Option<Duration>,
+    /// Its circuit breaker, if it has one.
+    pub breaker: Option<BreakerState>,
+}
+
+/// A snapshot of the whole bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusStats {
+    /// Events accepted by publish/emit.
+    pub accepted: u64,
+    /// Accepted events dropped by bus-wide filters.
+    pub filtered: u64,
+    /// Accepted events no subscription matched.
+    pub unrouted: u64,
+    /// Accepted events routed to at least one subscription.
+    pub routed: u64,
+    /// Deliveries routed (one per event per matching subscription).
+    pub deliveries: u64,
+    /// Deliveries not finished yet (queued or running).
+    pub in_flight: u64,
+    /// Outcomes over all subscriptions, past and present.
+    pub totals: DeliveryTotals,
+    /// Entries now in the dead-letter queue.
+    pub dead_letter_len: usize,
+    /// Dead letters evicted because the queue was full.
+    pub dead_letter_evicted: u64,
+    /// Per live subscription.
+    pub subscriptions: Vec<SubscriptionStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_percentiles_are_within_bucket_error() {
+        let h = Histogram::default();
+        for i in 1..=1000u64 {
+            h.record(Duration::from_micros(i));
+        }
+        let (n, p50, p99) = h.summary();
+        assert_eq!(n, 1000);
+        let p50 = p50.unwrap_or_default().as_micros() as f64;
+        let p99 = p99.unwrap_or_default().as_micros() as f64;
+        assert!((p50 - 500.0).abs() / 500.0 < 0.2, "p50 {p50}");
+        assert!((p99 - 990.0).abs() / 990.0 < 0.2, "p99 {p99}");
+    }
+
+    #[test]
+    fn bucket_bounds_are_monotonic_and_cover_values() {
+        for v in [0u64, 1, 3, 4, 5, 7, 8, 100, 1_000_000, u64::MAX / 2] {
+            let i = Histogram::index(v);
+            assert!(Histogram::upper(i) >= v, "value {v} bucket {i}");
+            if i > 0 {
+                assert!(Histogram::upper(i - 1) < v, "value {v} bucket {i}");
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The JSON form of an event (the envelope the CLI reads, the audit log writes and a broker bridge
+//! carries).
+//!
+//! ```json
+//! {"id":"0192…","type":"user.login","category":"business","source":"auth",
+//!  "timestamp":"2026-11-22T05:00:00.123456789Z","schema_version":1,
+//!  "data":{"user_id":"alice"},"metadata":{"correlation_id":"0192…","request_id":"r-1"}}
+//! ```
+//!
+//! On input only `type` is required: a missing `id` or `timestamp` is generated, `source`
+//! defaults to [`DEFAULT_SOURCE`](crate::event::DEFAULT_SOURCE), `data` to `null`, and
+//! `category` to the type's known category (or `custom` for a new type). Unknown fields are
+//! errors, so a typo does not silently drop data.
+
+use crate::error::{DecodeError, EventError};
+use crate::event::Event;
+use crate::event_type::EventType;
+use crate::id::EventId;
+use crate::payload_value::Payload;
+use chrono::{DateTime, Utc};
+use plugbus_contract::Category;
+use serde::ser::{Error as _, SerializeMap, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let json = self.data_json().map_err(S::Error::custom)?;
+        let text = std::str::from_utf8(json).map_err(S::Error::custom)?;
+        let raw = RawValue::from_string(text.to_owned()).map_err(S::Error::custom)?;
+        let mut s = serializer.serialize_struct("Event", 8)?;
+        s.serialize_field("id", &self.id())?;
+        s.serialize_field("type", self.event_type().name())?;
+        s.serialize_field("category", &self.category())?;
+        s.serialize_field("source", self.source())?;
+        s.serialize_field(
+            "timestamp",
+            &self
+                .timestamp()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        )?;
+        s.serialize_field("schema_version", &self.schema_version())?;
+        s.serialize_field("data", &raw)?;
+        s.serialize_field("metadata", &MetadataSer(self))?;
+        s.end()
+    }
+}
+
+struct MetadataSer<'a>(&'a Event);
+
+impl Serialize for MetadataSer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut m = serializer.serialize_map(None)?;
+        for (k, v) in self.0.metadata_pairs() {
+            m.serialize_entry(k, &v)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEvent {
+    #[serde(default)]
+    id: Option<EventId>,
+    #[serde(rename = "type", alias = "event_type")]
+    event_type: String,
+    #[serde(default)]
+    category: Option<Category>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    timestamp: Option<DateTime<Utc>>,
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// Parses the JSON envelope.
+    ///
+    /// # Errors
+    /// Malformed JSON, an unknown field, a bad type name, a category that contradicts the type's
+    /// known one, or a well-known metadata id that is not a UUID; the error says what and where.
+    ///
+    /// ```
+    /// let e = plugbus::Event::from_json(br#"{"type":"user.login","data":{"user_id":"a"}}"#)?;
+    /// assert_eq!(e.event_type(), plugbus::EventType::USER_LOGIN);
+    /// let err = plugbus::Event::from_json(br#"{"type":"user.login","dta":{}}"#).unwrap_err();
+    /// assert!(err.to_string().contains("dta"));
+    /// # Ok::<(), plugbus::DecodeError>(())
+    /// ```
+    pub fn from_json(bytes: &[u8]) -> Result<Event, DecodeError> {
+        let wire: WireEvent = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        wire.into_event().map_err(DecodeError::Event)
+    }
+
+    /// The JSON envelope as bytes.
+    ///
+    /// # Errors
+    /// The payload failed to serialize.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+impl WireEvent {
+    fn into_event(self) -> Result<Event, EventError> {
+        let event_type = match (EventType::lookup(&self.event_type), self.category) {
+            (Some(t), None) => t,
+            (_, Some(c)) => EventType::new(&self.event_type, c)?,
+            (None, None) => EventType::new(&self.event_type, Category::Custom)?,
+        };
+        let mut b = Event::builder(event_type);
+        if let Some(id) = self.id {
+            b = b.id(id);
+        }
+        if let Some(ts) = self.timestamp {
+            let nanos = ts.timestamp_nanos_opt().ok_or_else(|| EventError::InvalidField {
+                field: "timestamp",
+                reason: format!("{ts} is outside the range of Unix nanoseconds"),
+            })?;
+            b = b.timestamp_unix_nanos(nanos);
+        }
+        if let Some(s) = &self.source {
+            b = b.source(s);
+        }
+        if let Some(v) = self.schema_version {
+            b = b.schema_version(v);
+        }
+        if let Some(raw) = self.data {
+            let text: Box<str> = raw.into();
+            let bytes: Box<[u8]> = text.into();
+            b = b.payload(Payload::from_json_unchecked(bytes.into()));
+        }
+        for (k, v) in &self.metadata {
+            b = b.metadata(k, v);
+        }
+        b.build()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use plugbus_contract::payload::UserLogin;
+
+    #[test]
+    fn round_trips_through_json() {
+        let parent = EventId::new();
+        let e = Event::builder_typed(UserLogin {
+            user_id: "alice".into(),
+            ip: "10.1.1.1".into(),
+            ..Default::default()
+        })
+        .source("auth")
+        .correlation_id(parent)
+        .request_id("r-1")
+        .build()
+        .unwrap();
+        let json = e.to_json().unwrap();
+        let back = Event::from_json(&json).unwrap();
+        assert_eq!(back.id(), e.id());
+        assert_eq!(back.event_type(), EventType::USER_LOGIN);
+        assert_eq!(back.source(), "auth");
+        assert_eq!(back.timestamp_unix_nanos(), e.timestamp_unix_nanos());
+        assert_eq!(back.correlation_id(), Some(parent));
+        assert_eq!(back.request_id(), Some("r-1"));
+        assert_eq!(back.data::<UserLogin>().unwrap().ip, "10.1.1.1");
+        assert_eq!(back.to_json().unwrap(), json);
+    }
+
+    #[test]
+    fn minimal_input_fills_defaults() {
+        let e = Event::from_json(br#"{"type":"orders.shipped"}"#).unwrap();
+        assert_eq!(e.category(), Category::Custom);
+        assert_eq!(e.data_json().unwrap(), b"null");
+        assert_eq!(e.schema_version(), 1);
+        assert_eq!(e.id().as_uuid().get_version_num(), 7);
+    }
+
+    #[test]
+    fn malformed_input_names_the_problem_and_place() {
+        let cases: [(&[u8], &str); 6] = [
+            (br#"{"type":"user.login""#, "line 1"),
+            (br#"{"data":{}}"#, "type"),
+            (br#"{"type":"User Login"}"#, "invalid character"),
+            (br#"{"type":"user.login","category":"system"}"#, "category"),
+            (br#"{"type":"x.y","metadata":{"causation_id":"zz"}}"#, "causation_id"),
+            (br#"{"type":"x.y","timestamp":"yesterday"}"#, "timestamp"),
+        ];
+        for (input, needle) in cases {
+            let err = Event::from_json(input).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+        }
+    }
+}
