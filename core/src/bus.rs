@@ -119,7 +119,8 @@ impl Shared {
         }
         let mut subs = table.subs.clone();
         subs.push(Arc::clone(&sub));
-        self.table.store(Arc::new(Table::new(subs, table.filters.clone())));
+        self.table
+            .store(Arc::new(Table::new(subs, table.filters.clone())));
         let mut known = self.known.lock();
         known.retain(|w| w.strong_count() > 0);
         known.push(Arc::downgrade(&sub));
@@ -133,7 +134,8 @@ impl Shared {
         let pos = table.subs.iter().position(|s| s.id == id)?;
         let mut subs = table.subs.clone();
         let sub = subs.remove(pos);
-        self.table.store(Arc::new(Table::new(subs, table.filters.clone())));
+        self.table
+            .store(Arc::new(Table::new(subs, table.filters.clone())));
         sub.mailbox.close();
         Some(sub)
     }
@@ -143,7 +145,8 @@ impl Shared {
         let table = self.table.load();
         let mut filters = table.filters.clone();
         f(&mut filters);
-        self.table.store(Arc::new(Table::new(table.subs.clone(), filters)));
+        self.table
+            .store(Arc::new(Table::new(table.subs.clone(), filters)));
     }
 
     pub(crate) fn subs(&self) -> Vec<Arc<Sub>> {
@@ -206,10 +209,7 @@ impl Shared {
 
     /// Enqueues into every matching mailbox without waiting. Returns the subscriptions whose
     /// mailbox was full under the `Wait` policy (to wait for, or report) and those that rejected.
-    pub(crate) fn enqueue(
-        self: &Arc<Self>,
-        event: &Event,
-    ) -> (Vec<Arc<Sub>>, Vec<SubscriptionId>) {
+    pub(crate) fn enqueue(self: &Arc<Self>, event: &Event) -> (Vec<Arc<Sub>>, Vec<SubscriptionId>) {
         let mut waiting = Vec::new();
         let mut rejected = Vec::new();
         let table = self.table.load();
@@ -260,7 +260,8 @@ impl Shared {
 
     /// A full mailbox under [`Overflow::DeadLetter`]: the new event is kept for replay.
     fn dead_letter_overflow(&self, sub: &Sub, event: Event) {
-        sub.counters.not_delivered(crate::stats::Reason::Rejected, true);
+        sub.counters
+            .not_delivered(crate::stats::Reason::Rejected, true);
         self.dead_letters.push(DeadLetter {
             event,
             subscription: sub.id,
@@ -326,7 +327,12 @@ impl Bus {
             std::future::poll_fn(|cx| Poll::Ready(self.fan_out(&event, cx))).await
         };
         if !pending.is_empty() {
-            let results = futures_util::future::join_all(pending.into_iter().map(|(i, f)| async move { (i, f.await) })).await;
+            let results = futures_util::future::join_all(
+                pending
+                    .into_iter()
+                    .map(|(i, f)| async move { (i, f.await) }),
+            )
+            .await;
             for (i, r) in results {
                 report.deliveries[i] = r;
             }
@@ -541,7 +547,10 @@ impl Bus {
         for letter in self.drain_dead_letters() {
             match self.shared.find(letter.subscription) {
                 Some(sub) => {
-                    self.shared.counters.deliveries.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .deliveries
+                        .fetch_add(1, Ordering::Relaxed);
                     let r = dispatch::deliver(&self.shared, &sub, letter.event.clone()).await;
                     out.replayed.push((letter.event.id(), r));
                 }
@@ -731,7 +740,10 @@ impl BusBuilder {
                     .map_err(|e| BuildError::Runtime(e.to_string()))?;
                 (rt.handle().clone(), Some(rt))
             }
-            (None, None) => (Handle::try_current().map_err(|_| BuildError::NoRuntime)?, None),
+            (None, None) => (
+                Handle::try_current().map_err(|_| BuildError::NoRuntime)?,
+                None,
+            ),
         };
         let shared = Shared {
             table: ArcSwap::from_pointee(Table::new(Vec::new(), Vec::new())),

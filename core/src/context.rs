@@ -52,7 +52,6 @@ pub fn scope<F: Future>(ctx: Option<Causation>, fut: F) -> Scoped<F> {
     Scoped { ctx, fut }
 }
 
-
 pin_project_lite::pin_project! {
     /// A future that runs its inner future in a causation context; see [`scope`].
     #[derive(Debug)]

@@ -330,8 +330,7 @@ pub(crate) async fn finish(
 /// Delivers `event` to `sub` from start to end (the mailbox path).
 pub(crate) async fn deliver(shared: &Arc<Shared>, sub: &Arc<Sub>, event: Event) -> DeliveryReport {
     let ctx = Some(event.causation());
-    let started =
-        std::future::poll_fn(|cx| Poll::Ready(start(shared, sub, &event, ctx, cx))).await;
+    let started = std::future::poll_fn(|cx| Poll::Ready(start(shared, sub, &event, ctx, cx))).await;
     match started {
         Started::Done(r) => r,
         Started::Continue(how) => {

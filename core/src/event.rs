@@ -458,7 +458,10 @@ mod tests {
         assert_eq!(e.correlation_id(), Some(id));
         assert_eq!(e.metadata().get("tenant"), Some("globex"));
         assert_eq!(e.metadata().len(), 1);
-        let pairs: Vec<_> = e.metadata_pairs().map(|(k, v)| (k.to_owned(), v.into_owned())).collect();
+        let pairs: Vec<_> = e
+            .metadata_pairs()
+            .map(|(k, v)| (k.to_owned(), v.into_owned()))
+            .collect();
         assert_eq!(pairs[0], ("correlation_id".to_owned(), id.to_string()));
         let err = Event::builder(EventType::USER_LOGOUT)
             .metadata("causation_id", "nope")

@@ -193,7 +193,9 @@ mod tests {
         assert!(i.matches(EventType::SYSTEM_SHUTDOWN));
         assert!(i.matches(EventType::SECURITY_ALERT));
         assert!(!i.matches(EventType::DATA_CREATED));
-        assert!(Interest::pattern("*").unwrap().matches(EventType::USER_LOGOUT));
+        assert!(Interest::pattern("*")
+            .unwrap()
+            .matches(EventType::USER_LOGOUT));
         assert!(Interest::none().is_empty());
         assert!(Interest::pattern("us*").is_err());
     }

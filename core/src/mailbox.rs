@@ -182,8 +182,14 @@ mod tests {
     fn drop_oldest_keeps_the_newest_and_returns_the_evicted() {
         let m = Mailbox::new(2);
         let (a, b, c) = (ev(), ev(), ev());
-        assert!(matches!(m.try_push(a.clone(), Overflow::DropOldest), Push::Queued));
-        assert!(matches!(m.try_push(b.clone(), Overflow::DropOldest), Push::Queued));
+        assert!(matches!(
+            m.try_push(a.clone(), Overflow::DropOldest),
+            Push::Queued
+        ));
+        assert!(matches!(
+            m.try_push(b.clone(), Overflow::DropOldest),
+            Push::Queued
+        ));
         match m.try_push(c.clone(), Overflow::DropOldest) {
             Push::Evicted(old) => assert!(old.ptr_eq(&a)),
             _ => panic!("expected eviction"),
@@ -199,7 +205,10 @@ mod tests {
         assert!(matches!(m.try_push(ev(), Overflow::Reject), Push::Queued));
         assert!(matches!(m.try_push(ev(), Overflow::Reject), Push::Full(_)));
         m.close();
-        assert!(matches!(m.try_push(ev(), Overflow::Reject), Push::Closed(_)));
+        assert!(matches!(
+            m.try_push(ev(), Overflow::Reject),
+            Push::Closed(_)
+        ));
     }
 
     #[tokio::test]

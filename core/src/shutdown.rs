@@ -105,7 +105,11 @@ impl Bus {
             let draining = subs.iter().any(|s| {
                 s.mailbox.len() > 0
                     || s.mailbox.current.lock().is_some()
-                    || s.mailbox.task.lock().as_ref().is_some_and(|t| !t.is_finished())
+                    || s.mailbox
+                        .task
+                        .lock()
+                        .as_ref()
+                        .is_some_and(|t| !t.is_finished())
             });
             if !draining {
                 break;
@@ -127,7 +131,10 @@ impl Bus {
                     let _ = tokio::time::timeout(Duration::from_millis(100), task).await;
                 }
                 let interrupted = sub.mailbox.current.lock().take();
-                for event in interrupted.into_iter().chain(std::iter::from_fn(|| sub.mailbox.pop())) {
+                for event in interrupted
+                    .into_iter()
+                    .chain(std::iter::from_fn(|| sub.mailbox.pop()))
+                {
                     let r = dispatch::not_delivered(shared, sub, &event, Outcome::Shutdown, 0);
                     if r.dead_lettered {
                         dead_at_shutdown += 1;
@@ -168,4 +175,3 @@ impl Bus {
         self.runtime().block_on(self.shutdown(deadline))
     }
 }
-

@@ -71,7 +71,7 @@ struct WireEvent {
     #[serde(default)]
     source: Option<String>,
     #[serde(default)]
-    timestamp: Option<DateTime<Utc>>,
+    timestamp: Option<String>,
     #[serde(default)]
     schema_version: Option<u32>,
     #[serde(default)]
@@ -123,11 +123,19 @@ impl WireEvent {
         if let Some(id) = self.id {
             b = b.id(id);
         }
-        if let Some(ts) = self.timestamp {
-            let nanos = ts.timestamp_nanos_opt().ok_or_else(|| EventError::InvalidField {
-                field: "timestamp",
-                reason: format!("{ts} is outside the range of Unix nanoseconds"),
-            })?;
+        if let Some(text) = &self.timestamp {
+            let ts = DateTime::parse_from_rfc3339(text)
+                .map_err(|e| EventError::InvalidField {
+                    field: "timestamp",
+                    reason: format!("'{text}' is not an RFC 3339 date-time: {e}"),
+                })?
+                .with_timezone(&Utc);
+            let nanos = ts
+                .timestamp_nanos_opt()
+                .ok_or_else(|| EventError::InvalidField {
+                    field: "timestamp",
+                    reason: format!("{ts} is outside the range of Unix nanoseconds"),
+                })?;
             b = b.timestamp_unix_nanos(nanos);
         }
         if let Some(s) = &self.source {
@@ -195,7 +203,10 @@ mod tests {
             (br#"{"data":{}}"#, "type"),
             (br#"{"type":"User Login"}"#, "invalid character"),
             (br#"{"type":"user.login","category":"system"}"#, "category"),
-            (br#"{"type":"x.y","metadata":{"causation_id":"zz"}}"#, "causation_id"),
+            (
+                br#"{"type":"x.y","metadata":{"causation_id":"zz"}}"#,
+                "causation_id",
+            ),
             (br#"{"type":"x.y","timestamp":"yesterday"}"#, "timestamp"),
         ];
         for (input, needle) in cases {

@@ -100,7 +100,11 @@ mod tests {
         for attempt in 1..8 {
             let d = j.backoff(attempt);
             let base = p.backoff(attempt);
-            assert!(d >= base / 2 && d <= base, "{d:?} outside [{:?}, {base:?}]", base / 2);
+            assert!(
+                d >= base / 2 && d <= base,
+                "{d:?} outside [{:?}, {base:?}]",
+                base / 2
+            );
         }
         assert!(p.should_retry(9));
         assert!(!p.should_retry(10));
