@@ -110,6 +110,10 @@ pub mod sabi {
 /// The event contract (`plugbus-contract`): categories, type names, patterns, payload structs.
 pub use plugbus_contract as contract;
 
+/// The abi_stable crate this ABI is built with (hosts name `RResult`, `RStr`, ... through it, so
+/// both sides agree on the version).
+pub use abi_stable;
+
 /// `tracing`, as the log bridge sees it; plugins may use it instead of depending on it.
 pub use tracing;
 
