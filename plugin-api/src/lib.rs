@@ -114,6 +114,9 @@ pub use plugbus_contract as contract;
 /// both sides agree on the version).
 pub use abi_stable;
 
+/// `serde_json`, whose `Value` carries plugin configuration.
+pub use serde_json;
+
 /// `tracing`, as the log bridge sees it; plugins may use it instead of depending on it.
 pub use tracing;
 
