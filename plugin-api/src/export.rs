@@ -126,8 +126,8 @@ pub extern "C" fn new_plugin<P: Plugin>(
     config_json: RStr<'_>,
 ) -> RResult<PluginBox, PluginError> {
     let host = HostHandle::new(host);
-    log_bridge::install(&host);
-    guarded(&host, || {
+    let log_token = log_bridge::install(&host);
+    let result = guarded(&host, || {
         let text = config_json.as_str().trim();
         let config = if text.is_empty() {
             serde_json::Value::Object(serde_json::Map::new())
@@ -144,10 +144,15 @@ pub extern "C" fn new_plugin<P: Plugin>(
             Adapter {
                 plugin: ManuallyDrop::new(plugin),
                 host: host.clone(),
+                log_token,
             },
             TD_Opaque,
         ))
-    })
+    });
+    if result.is_err() {
+        log_bridge::release(log_token);
+    }
+    result
 }
 
 /// Runs plugin code with `host` as the log destination, turning a panic into
@@ -171,6 +176,7 @@ fn guarded<R>(
 struct Adapter<P: Plugin> {
     plugin: ManuallyDrop<P>,
     host: HostHandle,
+    log_token: u64,
 }
 
 impl<P: Plugin> AbiPlugin for Adapter<P> {
@@ -207,5 +213,6 @@ impl<P: Plugin> Drop for Adapter<P> {
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             })
         });
+        log_bridge::release(self.log_token);
     }
 }

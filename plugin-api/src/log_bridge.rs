@@ -7,7 +7,7 @@
 //! - the host of the plugin instance the current thread is running a call of (the export macro
 //!   wraps every call in [`with_host`]), so two instances in one library log to their own hosts;
 //! - otherwise (a thread the plugin spawned itself) the host of the most recently constructed
-//!   instance.
+//!   instance still alive; with none alive, events are dropped.
 //!
 //! Each event becomes one `log(level, target, message, fields)` call: the level maps
 //! error..trace to 1..5, `target` is the event's target, `message` its `message` field, and every
@@ -32,13 +32,22 @@ thread_local! {
     static FORWARDING: Cell<bool> = const { Cell::new(false) };
 }
 
-static FALLBACK: Mutex<Option<HostHandle>> = Mutex::new(None);
+/// The hosts of the live instances, oldest first, with their tokens.
+static FALLBACK: Mutex<Vec<(u64, HostHandle)>> = Mutex::new(Vec::new());
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 static INSTALL: Once = Once::new();
 
 /// Installs the forwarding subscriber as this library's global default (once; later calls only
 /// update the fallback host). If something else already set a global default, that one stays.
-pub fn install(host: &HostHandle) {
-    set_fallback(host);
+///
+/// Returns a token for [`release`], which the instance calls when it is dropped so the library
+/// does not keep its host alive.
+pub fn install(host: &HostHandle) -> u64 {
+    let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut live = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
+        live.push((token, host.clone()));
+    }
     INSTALL.call_once(|| {
         // An error only means a global default exists already (e.g. in a test binary that
         // installed its own); keeping it is the right thing.
@@ -46,11 +55,13 @@ pub fn install(host: &HostHandle) {
             next_span: AtomicU64::new(1),
         }));
     });
+    token
 }
 
-fn set_fallback(host: &HostHandle) {
-    let mut slot = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
-    *slot = Some(host.clone());
+/// Forgets the host [`install`] returned `token` for (the instance is gone).
+pub fn release(token: u64) {
+    let mut live = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
+    live.retain(|(t, _)| *t != token);
 }
 
 /// Runs `f` with `host` as the current thread's log destination, restoring the previous one
@@ -88,7 +99,7 @@ fn has_destination() -> bool {
     {
         return true;
     }
-    FALLBACK.lock().map(|h| h.is_some()).unwrap_or(false)
+    FALLBACK.lock().map(|h| !h.is_empty()).unwrap_or(false)
 }
 
 fn destination() -> Option<HostHandle> {
@@ -96,7 +107,12 @@ fn destination() -> Option<HostHandle> {
         .try_with(|c| c.try_borrow().ok().and_then(|h| h.clone()))
         .ok()
         .flatten()
-        .or_else(|| FALLBACK.lock().ok().and_then(|h| h.clone()))
+        .or_else(|| {
+            FALLBACK
+                .lock()
+                .ok()
+                .and_then(|h| h.last().map(|(_, h)| h.clone()))
+        })
 }
 
 #[derive(Default)]

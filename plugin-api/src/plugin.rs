@@ -51,8 +51,16 @@ pub type PluginBox = AbiPlugin_TO<'static, RBox<()>>;
 
 /// What a plugin author implements. See the crate docs for a complete plugin.
 ///
-/// Only [`Plugin::new`], [`Plugin::subscriptions`] and [`Plugin::handle`] are required. The host
-/// calls the methods in the order given in the [module docs](self), from one thread at a time.
+/// Only [`Plugin::new`], [`Plugin::subscriptions`] and [`Plugin::handle`] are required.
+///
+/// # Call order
+///
+/// The host calls one instance from one thread at a time, in this order:
+/// [`new`](Plugin::new), [`subscriptions`](Plugin::subscriptions) (once),
+/// [`start`](Plugin::start) (once), [`handle`](Plugin::handle) (any number of times, in order per
+/// subscription), [`stop`](Plugin::stop) (once), then drop. A panic in any of them (or in `drop`)
+/// is caught by [`export_plugin!`](crate::export_plugin) and reported as
+/// [`PluginError::Panicked`]; the host decides whether to keep using the instance.
 pub trait Plugin: Sized + Send + 'static {
     /// The plugin's name, unique among the host's plugins (e.g. `audit-logger`).
     const NAME: &'static str;

@@ -283,3 +283,50 @@ fn the_exported_header_passes_abi_stable_checks() {
     let info = (module.info())();
     assert_eq!(info.name.as_str(), "probe");
 }
+
+#[test]
+fn a_dropped_instance_releases_its_host() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    struct DropFlag(Arc<AtomicBool>);
+    impl AbiHost for DropFlag {
+        fn publish(
+            &self,
+            _: OwnedEvent,
+        ) -> abi_stable::std_types::RResult<(), abi_stable::std_types::RString> {
+            abi_stable::std_types::RResult::ROk(())
+        }
+        fn log(
+            &self,
+            _: u8,
+            _: abi_stable::std_types::RStr<'_>,
+            _: abi_stable::std_types::RStr<'_>,
+            _: abi_stable::std_types::RSlice<'_, KeyValue<'_>>,
+        ) {
+        }
+    }
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let module = <Probe as plugbus_plugin_api::__private::ExportedPlugin>::root_module();
+    let instance = (module.new())(host_box(DropFlag(Arc::clone(&dropped))), "{}".into())
+        .into_result()
+        .unwrap();
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(instance);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the library kept the host alive"
+    );
+    // A failed construction releases it too.
+    let dropped = Arc::new(AtomicBool::new(false));
+    assert!((module.new())(
+        host_box(DropFlag(Arc::clone(&dropped))),
+        r#"{"bogus":1}"#.into()
+    )
+    .is_err());
+    assert!(dropped.load(Ordering::SeqCst));
+}
