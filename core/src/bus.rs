@@ -16,7 +16,7 @@ use crate::subscription::{Defaults, DeliveryReport, Outcome, Sub, SubscriptionId
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::Poll;
 use std::time::Duration;
@@ -76,8 +76,6 @@ pub(crate) struct Shared {
     write: Mutex<()>,
     next_id: AtomicU64,
     pub(crate) accepting: AtomicBool,
-    /// Publishes between the accepting check and the end of routing (shutdown waits for 0).
-    pub(crate) admitting: AtomicUsize,
     pub(crate) counters: BusCounters,
     pub(crate) retired: Arc<Retired>,
     pub(crate) known: Mutex<Vec<Weak<Sub>>>,
@@ -190,21 +188,35 @@ impl Shared {
         }
     }
 
-    /// Accepting check and context propagation.
+    /// Counts the event as accepted, then checks the bus still accepts, and applies the current
+    /// causation context.
+    ///
+    /// Counting first (both sides `SeqCst`) means shutdown, which closes first and then reads
+    /// `accepted`, either sees this event or this publisher sees the bus closed. Shutdown then
+    /// waits until every accepted event has been filtered, found unrouted or routed.
     #[inline]
     fn admit(&self, event: Event) -> Result<Event, PublishError> {
-        if !self.accepting.load(Ordering::Acquire) {
+        self.counters.accepted.fetch_add(1, Ordering::SeqCst);
+        if !self.accepting.load(Ordering::SeqCst) {
+            self.counters.accepted.fetch_sub(1, Ordering::SeqCst);
             return Err(PublishError {
                 kind: PublishErrorKind::ShuttingDown,
                 event,
             });
         }
-        let event = match context::current() {
+        Ok(match context::current() {
             Some(ctx) => event.caused_by(ctx),
             None => event,
-        };
-        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        Ok(event)
+        })
+    }
+
+    /// True once every accepted event has finished routing.
+    pub(crate) fn routing_settled(&self) -> bool {
+        let c = &self.counters;
+        let done = c.filtered.load(Ordering::Acquire)
+            + c.unrouted.load(Ordering::Acquire)
+            + c.routed.load(Ordering::Acquire);
+        done >= c.accepted.load(Ordering::SeqCst)
     }
 
     /// Enqueues into every matching mailbox without waiting. Returns the subscriptions whose
@@ -214,7 +226,7 @@ impl Shared {
         let mut rejected = Vec::new();
         let table = self.table.load();
         if !table.filters.iter().all(|(_, f)| f.matches(event)) {
-            self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+            self.counters.filtered.fetch_add(1, Ordering::Release);
             return (waiting, rejected);
         }
         let owned;
@@ -226,10 +238,9 @@ impl Shared {
             }
         };
         if route.is_empty() {
-            self.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+            self.counters.unrouted.fetch_add(1, Ordering::Release);
             return (waiting, rejected);
         }
-        self.counters.routed.fetch_add(1, Ordering::Relaxed);
         self.counters
             .deliveries
             .fetch_add(route.len() as u64, Ordering::Relaxed);
@@ -248,13 +259,14 @@ impl Shared {
                         rejected.push(sub.id);
                     }
                 },
-                Push::Closed(e) => {
+                Push::Closed(_) => {
                     // Unsubscribed while we routed: it never reached the subscription.
-                    let _ = e;
                     sub.counters.skipped(false);
                 }
             }
         }
+        // Last, so that shutdown seeing it routed also sees its deliveries counted.
+        self.counters.routed.fetch_add(1, Ordering::Release);
         (waiting, rejected)
     }
 
@@ -290,13 +302,6 @@ impl fmt::Debug for Bus {
     }
 }
 
-struct AdmitGuard<'a>(&'a AtomicUsize);
-impl Drop for AdmitGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
-    }
-}
-
 impl Bus {
     /// A builder with the documented defaults.
     pub fn builder() -> BusBuilder {
@@ -307,37 +312,19 @@ impl Bus {
         &self.shared
     }
 
-    fn admit_guard(&self) -> AdmitGuard<'_> {
-        self.shared.admitting.fetch_add(1, Ordering::AcqRel);
-        AdmitGuard(&self.shared.admitting)
-    }
-
     /// Delivers `event` to every matching subscription concurrently and waits for all of them.
     ///
     /// Sync handlers run inline on the caller's task, async handlers are polled inline first; only
     /// what is still pending is awaited. The report has every handler's outcome, in subscription
     /// order. Mailboxes are bypassed: use [`emit`](Self::emit) for queued, ordered delivery.
     ///
-    /// # Errors
-    /// The bus is shutting down; the event is handed back.
-    pub async fn publish(&self, event: Event) -> Result<PublishReport, PublishError> {
-        let (mut report, pending) = {
-            let _g = self.admit_guard();
-            let event = self.shared.admit(event)?;
-            std::future::poll_fn(|cx| Poll::Ready(self.fan_out(&event, cx))).await
-        };
-        if !pending.is_empty() {
-            let results = futures_util::future::join_all(
-                pending
-                    .into_iter()
-                    .map(|(i, f)| async move { (i, f.await) }),
-            )
-            .await;
-            for (i, r) in results {
-                report.deliveries[i] = r;
-            }
+    /// The returned future resolves to `Err` with the event handed back if the bus is shutting
+    /// down.
+    pub fn publish(&self, event: Event) -> Publish<'_> {
+        Publish {
+            bus: self,
+            state: PublishState::Start(event),
         }
-        Ok(report)
     }
 
     fn fan_out(
@@ -349,7 +336,7 @@ impl Bus {
         let mut pending: Vec<(usize, PendingDelivery)> = Vec::new();
         let table = shared.table.load();
         if !table.filters.iter().all(|(_, f)| f.matches(event)) {
-            shared.counters.filtered.fetch_add(1, Ordering::Relaxed);
+            shared.counters.filtered.fetch_add(1, Ordering::Release);
             return (PublishReport::filtered(event.id()), pending);
         }
         let owned;
@@ -362,38 +349,41 @@ impl Bus {
         };
         let mut report = PublishReport::new(event.id(), route.len());
         if route.is_empty() {
-            shared.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+            shared.counters.unrouted.fetch_add(1, Ordering::Release);
             return (report, pending);
         }
-        shared.counters.routed.fetch_add(1, Ordering::Relaxed);
         shared
             .counters
             .deliveries
             .fetch_add(route.len() as u64, Ordering::Relaxed);
         let ctx = Some(event.causation());
-        for sub in route.iter() {
-            match dispatch::start(shared, sub, event, ctx, cx) {
-                Started::Done(r) => report.deliveries.push(r),
-                Started::Continue(how) => {
-                    pending.push((
-                        report.deliveries.len(),
-                        Box::pin(dispatch::finish(
-                            Arc::clone(shared),
-                            Arc::clone(sub),
-                            event.clone(),
-                            ctx,
-                            how,
-                        )),
-                    ));
-                    report.deliveries.push(DeliveryReport {
-                        subscription: sub.id,
-                        outcome: Outcome::Shutdown,
-                        attempts: 0,
-                        dead_lettered: false,
-                    });
+        let timed = dispatch::sample();
+        context::enter(ctx, || {
+            for sub in route.iter() {
+                match dispatch::start(shared, sub, event, timed, cx) {
+                    Started::Done(r) => report.deliveries.push(r),
+                    Started::Continue(how) => {
+                        pending.push((
+                            report.deliveries.len(),
+                            Box::pin(dispatch::finish(
+                                Arc::clone(shared),
+                                Arc::clone(sub),
+                                event.clone(),
+                                ctx,
+                                how,
+                            )),
+                        ));
+                        report.deliveries.push(DeliveryReport {
+                            subscription: sub.id,
+                            outcome: Outcome::Shutdown,
+                            attempts: 0,
+                            dead_lettered: false,
+                        });
+                    }
                 }
             }
-        }
+        });
+        shared.counters.routed.fetch_add(1, Ordering::Release);
         (report, pending)
     }
 
@@ -405,12 +395,8 @@ impl Bus {
     /// The bus is shutting down, or some mailboxes rejected the event (it was enqueued for every
     /// other match); the event is handed back.
     pub async fn emit(&self, event: Event) -> Result<(), PublishError> {
-        let (event, waiting, rejected) = {
-            let _g = self.admit_guard();
-            let event = self.shared.admit(event)?;
-            let (waiting, rejected) = self.shared.enqueue(&event);
-            (event, waiting, rejected)
-        };
+        let event = self.shared.admit(event)?;
+        let (waiting, rejected) = self.shared.enqueue(&event);
         for sub in waiting {
             match sub.mailbox.push_wait(event.clone()).await {
                 Push::Queued => {}
@@ -438,7 +424,6 @@ impl Bus {
     /// # Errors
     /// The bus is shutting down, or some mailboxes were full; the event is handed back.
     pub fn try_emit(&self, event: Event) -> Result<(), PublishError> {
-        let _g = self.admit_guard();
         let event = self.shared.admit(event)?;
         let (waiting, mut rejected) = self.shared.enqueue(&event);
         for sub in waiting {
@@ -577,6 +562,81 @@ impl Bus {
     /// As `publish`.
     pub fn publish_blocking(&self, event: Event) -> Result<PublishReport, PublishError> {
         self.shared.runtime.block_on(self.publish(event))
+    }
+}
+
+/// The future returned by [`Bus::publish`].
+///
+/// The first poll routes the event and runs every delivery that can finish at once; only if some
+/// are still pending does it allocate, to wait for them.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Publish<'a> {
+    bus: &'a Bus,
+    state: PublishState,
+}
+
+enum PublishState {
+    Start(Event),
+    Joining(Box<Joining>),
+    Done,
+}
+
+impl fmt::Debug for PublishState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishState::Start(e) => f.debug_tuple("Start").field(&e.id()).finish(),
+            PublishState::Joining(j) => write!(f, "Joining({} pending)", j.pending.len()),
+            PublishState::Done => f.write_str("Done"),
+        }
+    }
+}
+
+struct Joining {
+    report: PublishReport,
+    pending: Vec<(usize, PendingDelivery)>,
+}
+
+impl std::future::Future for Publish<'_> {
+    type Output = Result<PublishReport, PublishError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match std::mem::replace(&mut this.state, PublishState::Done) {
+            PublishState::Start(event) => {
+                let event = match this.bus.shared.admit(event) {
+                    Ok(e) => e,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
+                let (report, pending) = this.bus.fan_out(&event, cx);
+                if pending.is_empty() {
+                    return Poll::Ready(Ok(report));
+                }
+                this.state = PublishState::Joining(Box::new(Joining { report, pending }));
+                self.poll(cx)
+            }
+            PublishState::Joining(mut j) => {
+                let Joining { report, pending } = &mut *j;
+                pending.retain_mut(|(i, fut)| match fut.as_mut().poll(cx) {
+                    Poll::Ready(r) => {
+                        report.deliveries[*i] = r;
+                        false
+                    }
+                    Poll::Pending => true,
+                });
+                if pending.is_empty() {
+                    Poll::Ready(Ok(j.report))
+                } else {
+                    this.state = PublishState::Joining(j);
+                    Poll::Pending
+                }
+            }
+            // Polled after completion: never ready again.
+            PublishState::Done => Poll::Pending,
+        }
     }
 }
 
@@ -750,7 +810,6 @@ impl BusBuilder {
             write: Mutex::new(()),
             next_id: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
-            admitting: AtomicUsize::new(0),
             counters: BusCounters::default(),
             retired: Arc::new(Retired::default()),
             known: Mutex::new(Vec::new()),

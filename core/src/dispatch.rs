@@ -33,7 +33,7 @@ enum Attempt {
     Ok,
     Err(HandlerError),
     TimedOut(Elapsed),
-    Panicked(String),
+    Panicked(Arc<str>),
 }
 
 impl From<HandlerResult> for Attempt {
@@ -64,10 +64,10 @@ thread_local! {
     static SAMPLE_TICK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// True for 1 call in 16 per thread: inline sync deliveries time only a sample, because
-/// reading the clock costs more than a typical handler.
+/// True for 1 call in 16 per thread: inline sync deliveries are timed only for a sample of
+/// publishes, because reading the clock costs more than a typical handler.
 #[inline]
-fn sample() -> bool {
+pub(crate) fn sample() -> bool {
     SAMPLE_TICK.with(|t| {
         let v = t.get().wrapping_add(1);
         t.set(v);
@@ -158,12 +158,15 @@ fn retryable(sub: &Sub, err: &HandlerError, attempt: u32) -> bool {
 }
 
 /// Starts a delivery and finishes it if it can be finished without waiting.
+///
+/// The caller has entered the event's causation context (once for all the deliveries of a
+/// publish) and decided whether this publish is timed (`timed`).
 #[inline]
 pub(crate) fn start(
     shared: &Shared,
     sub: &Sub,
     event: &Event,
-    ctx: Option<Causation>,
+    timed: bool,
     cx: &mut Context<'_>,
 ) -> Started {
     if let Some(f) = &sub.filter {
@@ -185,8 +188,8 @@ pub(crate) fn start(
     }
     match &sub.handler {
         HandlerFn::Sync(f) => {
-            let t0 = sample().then(Instant::now);
-            let r = catch_unwind(AssertUnwindSafe(|| context::enter(ctx, || f(event))));
+            let t0 = timed.then(Instant::now);
+            let r = catch_unwind(AssertUnwindSafe(|| f(event)));
             match r {
                 Ok(Ok(())) => Started::Done(delivered(sub, 1, t0)),
                 Ok(Err(e)) if retryable(sub, &e, 1) => {
@@ -205,9 +208,7 @@ pub(crate) fn start(
             }
         }
         HandlerFn::Async(f) => {
-            let made = catch_unwind(AssertUnwindSafe(|| {
-                context::enter(ctx, || f(event.clone()))
-            }));
+            let made = catch_unwind(AssertUnwindSafe(|| f(event.clone())));
             let mut fut = match made {
                 Ok(fut) => fut,
                 Err(p) => {
@@ -216,11 +217,9 @@ pub(crate) fn start(
                 }
             };
             let t0 = Instant::now();
-            let polled = catch_unwind(AssertUnwindSafe(|| {
-                context::enter(ctx, || fut.as_mut().poll(cx))
-            }));
+            let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
             match polled {
-                Ok(Poll::Ready(Ok(()))) => Started::Done(delivered(sub, 1, sample().then_some(t0))),
+                Ok(Poll::Ready(Ok(()))) => Started::Done(delivered(sub, 1, timed.then_some(t0))),
                 Ok(Poll::Ready(Err(e))) if retryable(sub, &e, 1) => {
                     Started::Continue(Continue::Retry(e, t0))
                 }
@@ -330,7 +329,12 @@ pub(crate) async fn finish(
 /// Delivers `event` to `sub` from start to end (the mailbox path).
 pub(crate) async fn deliver(shared: &Arc<Shared>, sub: &Arc<Sub>, event: Event) -> DeliveryReport {
     let ctx = Some(event.causation());
-    let started = std::future::poll_fn(|cx| Poll::Ready(start(shared, sub, &event, ctx, cx))).await;
+    let started = std::future::poll_fn(|cx| {
+        Poll::Ready(context::enter(ctx, || {
+            start(shared, sub, &event, sample(), cx)
+        }))
+    })
+    .await;
     match started {
         Started::Done(r) => r,
         Started::Continue(how) => {

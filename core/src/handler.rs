@@ -18,37 +18,42 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// An error returned by a handler.
+///
+/// One pointer wide, so outcomes and reports stay small on the hot path.
 #[derive(Clone, PartialEq, Eq)]
-pub struct HandlerError {
-    message: Arc<str>,
+pub struct HandlerError(Arc<ErrorInner>);
+
+#[derive(PartialEq, Eq)]
+struct ErrorInner {
+    message: String,
     retryable: bool,
 }
 
 impl HandlerError {
     /// A failure worth retrying (a busy resource, a lost connection).
     pub fn retryable(message: impl fmt::Display) -> HandlerError {
-        HandlerError {
-            message: message.to_string().into(),
+        HandlerError(Arc::new(ErrorInner {
+            message: message.to_string(),
             retryable: true,
-        }
+        }))
     }
 
     /// A failure that retrying will not fix.
     pub fn permanent(message: impl fmt::Display) -> HandlerError {
-        HandlerError {
-            message: message.to_string().into(),
+        HandlerError(Arc::new(ErrorInner {
+            message: message.to_string(),
             retryable: false,
-        }
+        }))
     }
 
     /// True if the retry policy may try again.
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.0.retryable
     }
 
     /// The message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 
@@ -57,15 +62,15 @@ impl fmt::Debug for HandlerError {
         write!(
             f,
             "HandlerError({}{:?})",
-            if self.retryable { "retryable, " } else { "" },
-            &*self.message
+            if self.0.retryable { "retryable, " } else { "" },
+            self.0.message
         )
     }
 }
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
@@ -161,12 +166,12 @@ impl fmt::Debug for HandlerFn {
 }
 
 /// Turns a caught panic payload into text.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
     if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
+        Arc::from(*s)
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        Arc::from(s.as_str())
     } else {
-        "panic with a non-string payload".to_owned()
+        Arc::from("panic with a non-string payload")
     }
 }

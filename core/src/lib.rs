@@ -82,7 +82,7 @@ mod subscription;
 pub mod timeout;
 mod wire;
 
-pub use bus::{Bus, BusBuilder, ReplayReport};
+pub use bus::{Bus, BusBuilder, Publish, ReplayReport};
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 pub use error::{
     BuildError, DecodeError, EventError, EventTypeError, PayloadError, PublishError,

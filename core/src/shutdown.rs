@@ -76,7 +76,7 @@ impl Bus {
             }
         }
         tracing::info!(?deadline, "bus shutting down");
-        while shared.admitting.load(Ordering::Acquire) > 0 {
+        while !shared.routing_settled() {
             tokio::task::yield_now().await;
         }
 
@@ -99,42 +99,30 @@ impl Bus {
         for sub in &subs {
             sub.mailbox.close();
         }
-        let until = started + deadline;
+        let until = tokio::time::Instant::from_std(started + deadline);
+        let mut tasks: Vec<_> = subs
+            .iter()
+            .filter_map(|s| s.mailbox.task.lock().take().map(|t| (s, t)))
+            .collect();
         let mut deadline_reached = false;
-        loop {
-            let draining = subs.iter().any(|s| {
-                s.mailbox.len() > 0
-                    || s.mailbox.current.lock().is_some()
-                    || s.mailbox
-                        .task
-                        .lock()
-                        .as_ref()
-                        .is_some_and(|t| !t.is_finished())
-            });
-            if !draining {
-                break;
-            }
-            if Instant::now() >= until {
+        for (_, task) in tasks.iter_mut() {
+            if !task.is_finished() && tokio::time::timeout_at(until, task).await.is_err() {
                 deadline_reached = true;
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
 
         let mut dead_at_shutdown = 0;
         if deadline_reached {
-            for sub in &subs {
-                let task = sub.mailbox.task.lock().take();
-                if let Some(task) = task {
-                    task.abort();
-                    // A sync handler cannot be interrupted: give it a moment, then move on.
-                    let _ = tokio::time::timeout(Duration::from_millis(100), task).await;
-                }
+            for (_, task) in tasks.iter_mut() {
+                task.abort();
+            }
+            for (sub, task) in tasks {
+                // A sync handler cannot be interrupted: give it a moment, then move on.
+                let _ = tokio::time::timeout(Duration::from_millis(100), task).await;
                 let interrupted = sub.mailbox.current.lock().take();
-                for event in interrupted
-                    .into_iter()
-                    .chain(std::iter::from_fn(|| sub.mailbox.pop()))
-                {
+                let queued = std::iter::from_fn(|| sub.mailbox.pop());
+                for event in interrupted.into_iter().chain(queued) {
                     let r = dispatch::not_delivered(shared, sub, &event, Outcome::Shutdown, 0);
                     if r.dead_lettered {
                         dead_at_shutdown += 1;

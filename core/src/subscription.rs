@@ -87,7 +87,7 @@ pub enum Outcome {
     /// The handler did not finish within this timeout.
     TimedOut(Duration),
     /// The handler panicked with this message.
-    Panicked(String),
+    Panicked(Arc<str>),
     /// The circuit was open; the handler was not called.
     CircuitOpen,
     /// The mailbox was full and the event was refused.
@@ -108,7 +108,7 @@ impl Outcome {
         Some(match self {
             Outcome::Failed(e) => DeadLetterReason::Error(e.message().to_owned()),
             Outcome::TimedOut(d) => DeadLetterReason::TimedOut(*d),
-            Outcome::Panicked(m) => DeadLetterReason::Panicked(m.clone()),
+            Outcome::Panicked(m) => DeadLetterReason::Panicked(m.to_string()),
             Outcome::CircuitOpen => DeadLetterReason::CircuitOpen,
             Outcome::Rejected | Outcome::Dropped => DeadLetterReason::MailboxFull,
             Outcome::Shutdown => DeadLetterReason::Shutdown,
