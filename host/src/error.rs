@@ -304,3 +304,246 @@ pub enum VerifyErrorKind {
         found: String,
     },
 }
+
+// ---------------------------------------------------------------------------------
+// loading plugins
+// ---------------------------------------------------------------------------------
+
+/// A plugin file could not be loaded: the file and why.
+///
+/// Displays as `failed to load plugin '<path>': <reason>`, e.g.
+/// `failed to load plugin '/p/libx.so': not a shared library (no ELF or Mach-O header)`.
+#[derive(Debug)]
+pub struct LoadError {
+    /// The plugin file, as it was given or discovered.
+    pub path: PathBuf,
+    /// Why it could not be loaded.
+    pub kind: LoadErrorKind,
+}
+
+impl LoadError {
+    /// An error about `path`.
+    pub fn new(path: impl Into<PathBuf>, kind: LoadErrorKind) -> Self {
+        Self {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    /// The lifecycle stage the failure belongs to, as published in `plugin.error`:
+    /// `construct` for failures of the constructor or its thread, `load` for the rest.
+    pub fn stage(&self) -> &'static str {
+        match self.kind {
+            LoadErrorKind::Constructor { .. }
+            | LoadErrorKind::ConstructorPanicked { .. }
+            | LoadErrorKind::Subscriptions { .. }
+            | LoadErrorKind::ThreadFailed { .. } => "construct",
+            _ => "load",
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "failed to load plugin '{}': {}",
+            self.path.display(),
+            self.kind
+        )
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Why a plugin file could not be loaded, one variant per loader phase and failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadErrorKind {
+    /// The trust checks refused the file (permissions, location, symlink, pin).
+    #[error("refused by trust policy: {0}")]
+    Untrusted(TrustErrorKind),
+    /// The file could not be read or copied.
+    #[error("cannot read file: {source}")]
+    Io {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file does not start like a shared library at all.
+    #[error("not a shared library (no ELF or Mach-O header)")]
+    NotALibrary,
+    /// The file looks like a shared library but the dynamic loader refused it: truncated,
+    /// corrupt, built for another platform, or missing a dependency.
+    #[error("truncated or corrupt shared library: {detail}")]
+    Corrupt {
+        /// The dynamic loader's message.
+        detail: String,
+    },
+    /// The library loaded but exports no plugbus root module (not built with
+    /// `export_plugin!`).
+    #[error("no plugin root module: {detail}")]
+    NoRootModule {
+        /// The loader's message about the missing symbol.
+        detail: String,
+    },
+    /// abi_stable refused the library: its own ABI, or the `plugbus-plugin-api` version the
+    /// plugin was built with, is incompatible with the host's.
+    #[error("abi_stable version mismatch: {detail}")]
+    AbiVersion {
+        /// abi_stable's report.
+        detail: String,
+    },
+    /// The layout of a type crossing the boundary differs from the host's.
+    #[error("ABI layout mismatch: {detail}")]
+    AbiLayout {
+        /// abi_stable's report of the first differing type.
+        detail: String,
+    },
+    /// The library's root-module initializer failed.
+    #[error("root module initialization failed: {detail}")]
+    RootModuleInit {
+        /// abi_stable's report.
+        detail: String,
+    },
+    /// The plugin was built against an incompatible plugbus plugin interface version.
+    #[error(
+        "interface version {}.{} is too {}: {detail}",
+        plugin.0,
+        plugin.1,
+        if plugin < host { "old" } else { "new" }
+    )]
+    InterfaceVersion {
+        /// The plugin's declared interface version.
+        plugin: (u32, u32),
+        /// The host's interface version.
+        host: (u32, u32),
+        /// Why they are incompatible.
+        detail: String,
+    },
+    /// The plugin's constructor returned an error (bad configuration, ...).
+    #[error("constructor of '{name}' failed: {error}")]
+    Constructor {
+        /// The plugin's declared name.
+        name: String,
+        /// The plugin's error, `<kind>: <message>`.
+        error: String,
+    },
+    /// The plugin's constructor panicked (caught at the boundary).
+    #[error("constructor of '{name}' panicked: {message}")]
+    ConstructorPanicked {
+        /// The plugin's declared name.
+        name: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The plugin's declared subscriptions could not be read or are invalid.
+    #[error("invalid subscriptions of '{name}': {error}")]
+    Subscriptions {
+        /// The plugin's declared name.
+        name: String,
+        /// What is wrong.
+        error: String,
+    },
+    /// A plugin with the same declared name is already loaded.
+    #[error("duplicate plugin name '{name}': already loaded from '{}'", existing.display())]
+    DuplicateName {
+        /// The name both plugins declare.
+        name: String,
+        /// The file the loaded one came from.
+        existing: PathBuf,
+    },
+    /// The plugin's dispatch thread could not be started, or ended before answering.
+    #[error("plugin thread of '{name}' failed: {reason}")]
+    ThreadFailed {
+        /// The plugin's declared name.
+        name: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Construction did not finish in time (the constructor hangs).
+    #[error("constructor of '{name}' did not return within {}", humantime::format_duration(*after))]
+    ConstructorTimedOut {
+        /// The plugin's declared name.
+        name: String,
+        /// How long the host waited.
+        after: std::time::Duration,
+    },
+}
+
+// ---------------------------------------------------------------------------------
+// managing plugins
+// ---------------------------------------------------------------------------------
+
+/// A plugin manager operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The plugin file could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// No plugin of that name is known to the manager.
+    #[error("no plugin named '{0}'")]
+    UnknownPlugin(String),
+    /// The plugin is in a state that does not allow the operation.
+    #[error("plugin '{name}' cannot {operation} while {state}")]
+    InvalidState {
+        /// The plugin.
+        name: String,
+        /// What was asked (`start`, `stop`, ...).
+        operation: &'static str,
+        /// Its current state, as text.
+        state: String,
+    },
+    /// The plugin's `start` failed.
+    #[error("plugin '{name}' failed to start: {error}")]
+    Start {
+        /// The plugin.
+        name: String,
+        /// The plugin's error, `<kind>: <message>`.
+        error: String,
+    },
+    /// The plugin's `stop` failed (the instance is dropped anyway).
+    #[error("plugin '{name}' failed to stop: {error}")]
+    Stop {
+        /// The plugin.
+        name: String,
+        /// The plugin's error, `<kind>: <message>`.
+        error: String,
+    },
+    /// A lifecycle call did not return in time; the plugin's thread is abandoned.
+    #[error("plugin '{name}' did not finish {stage} within {}", humantime::format_duration(*after))]
+    TimedOut {
+        /// The plugin.
+        name: String,
+        /// `start` or `stop`.
+        stage: &'static str,
+        /// How long the host waited.
+        after: std::time::Duration,
+    },
+    /// A subscription of the plugin could not be registered on the bus.
+    #[error("plugin '{name}': cannot subscribe handler {handler}: {error}")]
+    Subscribe {
+        /// The plugin.
+        name: String,
+        /// The handler index.
+        handler: u32,
+        /// The bus's reason.
+        error: String,
+    },
+    /// The plugin's thread ended without answering (it was abandoned or died).
+    #[error("plugin '{name}': its thread is gone")]
+    ThreadGone {
+        /// The plugin.
+        name: String,
+    },
+}
+
+/// Watching the plugin directories failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch plugin directory '{}': {reason}", path.display())]
+pub struct WatchError {
+    /// The directory.
+    pub path: PathBuf,
+    /// The watcher's reason.
+    pub reason: String,
+}

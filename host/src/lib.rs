@@ -1,6 +1,19 @@
 //! The plugbus host: plugin loader, manager, config and the plugbus binary.
 //!
-//! What lives here so far:
+//! The library is usable without the CLI:
+//! - [`manager`]: [`PluginManager`] loads every plugin of the configured directories
+//!   ([`PluginManager::load_all`] → [`LoadReport`]), runs each on its own thread, wires its
+//!   subscriptions to the bus, reports [`PluginStatus`] and lifecycle events; `load`, `start`,
+//!   `stop`, `unload`, `reload`, `shutdown`.
+//! - [`loader`]: one function per loading phase (trust → library → abi_stable checks →
+//!   interface version → construct), typed [`LoadError`]s, and [`inspect`] for
+//!   `plugbus plugins inspect` (handshake without constructing).
+//! - [`bridge`]: core events ⇄ ABI views, the host handle plugins call, error mapping.
+//! - [`log_forward`]: plugin log lines into the host's `tracing`.
+//! - [`watch`]: hot-plug of added, removed and changed plugin files.
+//! - [`bus_builder`]: the `[bus]` table onto a [`plugbus::BusBuilder`].
+//!
+//! Gatekeeping and bookkeeping, independent of the bus and the ABI:
 //! - [`config`]: `plugbus.toml` -> a validated [`Config`] of plain data.
 //! - [`trust`]: may this `.so` be loaded? Directory allowlist, permission bits,
 //!   symlinks, SHA-256 pins; checked before a library is opened.
@@ -12,16 +25,28 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod audit;
+pub mod bridge;
+mod bus_setup;
 pub mod config;
 pub mod error;
+pub mod loader;
+pub mod log_forward;
+pub mod manager;
 pub mod trust;
+pub mod watch;
 
 pub use audit::{verify_file, verify_files, verify_reader, VerifyReport};
+pub use bus_setup::bus_builder;
 pub use config::{
     BusConfig, CircuitBreakerConfig, Config, Overflow, PluginSettings, PluginsConfig, RetryConfig,
 };
 pub use error::{
-    ConfigError, ConfigErrorKind, Location, TrustError, TrustErrorKind, VerifyError,
-    VerifyErrorKind,
+    ConfigError, ConfigErrorKind, LoadError, LoadErrorKind, Location, ManagerError, TrustError,
+    TrustErrorKind, VerifyError, VerifyErrorKind, WatchError,
+};
+pub use loader::{inspect, inspect_with_policy, Inspection, PluginMeta};
+pub use manager::{
+    LoadReport, ManagerOptions, PluginCounters, PluginManager, PluginState, PluginStatus,
 };
 pub use trust::{TrustPolicy, TrustedFile};
+pub use watch::Watcher;

@@ -1,0 +1,605 @@
+//! Loading a plugin file, one phase per function, each failure a typed [`LoadError`].
+//!
+//! # Phases
+//!
+//! 1. [`check_trust`]: the file is inside a plugin directory, not writable by others, not a
+//!    symlink leading out ([`TrustPolicy`]); done before any code of the file runs.
+//! 2. [`open_library`]: the file starts like a shared library (ELF or Mach-O magic, so
+//!    "not a library" and "a damaged library" are told apart), then
+//!    `abi_stable::library::lib_header_from_path` maps it and finds the exported header.
+//! 3. [`init_root_module`]: abi_stable checks its own ABI, the `plugbus-plugin-api` version the
+//!    plugin was built with and the layout of every type reachable from the root module.
+//! 4. [`check_interface`]: our interface version ([`abi_compatible`]), and the SHA-256 pins by
+//!    plugin name, now that the name is known.
+//! 5. [`construct`]: `new(host, config_json)`; an error or a panic there is an error.
+//!
+//! [`load_library`] runs phases 1 to 4 and is what [`inspect`] and the
+//! [`PluginManager`](crate::PluginManager) use; the manager runs [`construct`] on the plugin's
+//! own thread.
+//!
+//! # Never `RootModule::load_from_file`
+//!
+//! abi_stable's `RootModule::load_from_file`/`load_from_directory` cache one module per
+//! root-module *type*: every plugin shares `PluginMod_Ref`, so the second plugin would silently
+//! come back as the first. This module only uses `lib_header_from_path` and
+//! `LibHeader::init_root_module`, which work per library.
+//!
+//! # Libraries are never unloaded
+//!
+//! abi_stable leaks every library it opens (unloading code with live thread-locals is
+//! unsound). The dynamic loader also hands back the already-mapped library when the same path
+//! is opened again, so loading a *changed* file means loading a copy under a new name:
+//! [`copy_for_reload`] makes one in a private directory.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
+use abi_stable::std_types::RResult;
+use plugbus_plugin_api::{
+    abi_compatible, HostBox, PluginBox, PluginError, PluginInfo, PluginMod_Ref, ABI_VERSION,
+};
+
+use crate::error::{LoadError, LoadErrorKind};
+use crate::trust::{TrustPolicy, TrustedFile};
+
+/// What a plugin library says about itself, read without constructing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginMeta {
+    /// The declared name, unique among loaded plugins.
+    pub name: String,
+    /// The declared version.
+    pub version: String,
+    /// The one-line description.
+    pub description: String,
+    /// The interface version the plugin was built against.
+    pub abi: (u32, u32),
+}
+
+impl PluginMeta {
+    fn from_info(info: &PluginInfo) -> Self {
+        Self {
+            name: info.name.as_str().to_owned(),
+            version: info.version.as_str().to_owned(),
+            description: info.description.as_str().to_owned(),
+            abi: (info.abi_major, info.abi_minor),
+        }
+    }
+}
+
+/// A plugin library that passed phases 1 to 4: mapped, checked, not yet constructed.
+#[derive(Clone)]
+pub struct Library {
+    /// The file as given or discovered (what status reports and lifecycle events name).
+    pub path: PathBuf,
+    /// The file actually mapped (canonical; a private copy for reloads).
+    pub mapped: PathBuf,
+    /// The root module (`info` and `new`).
+    pub module: PluginMod_Ref,
+    /// What the plugin declares.
+    pub meta: PluginMeta,
+    /// SHA-256 of the mapped file, lowercase hex (used to notice changed files).
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library")
+            .field("path", &self.path)
+            .field("mapped", &self.mapped)
+            .field("meta", &self.meta)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Phase 1: the trust policy's checks, before any code of the file runs.
+///
+/// # Errors
+/// [`LoadErrorKind::Untrusted`] with the policy's reason.
+pub fn check_trust(policy: &TrustPolicy, path: &Path) -> Result<TrustedFile, LoadError> {
+    policy
+        .check_file(path)
+        .map_err(|err| LoadError::new(path, LoadErrorKind::Untrusted(err.kind)))
+}
+
+/// Magic numbers of the shared-library formats the host can load.
+const MAGICS: [[u8; 4]; 6] = [
+    *b"\x7fELF",
+    [0xca, 0xfe, 0xba, 0xbe], // Mach-O universal
+    [0xfe, 0xed, 0xfa, 0xce], // Mach-O 32-bit, big-endian
+    [0xfe, 0xed, 0xfa, 0xcf], // Mach-O 64-bit, big-endian
+    [0xce, 0xfa, 0xed, 0xfe], // Mach-O 32-bit, little-endian
+    [0xcf, 0xfa, 0xed, 0xfe], // Mach-O 64-bit, little-endian
+];
+
+/// True if `path` starts with an ELF or Mach-O magic number.
+fn looks_like_library(path: &Path) -> io::Result<bool> {
+    let mut magic = [0u8; 4];
+    let mut file = File::open(path)?;
+    let mut read = 0;
+    while read < magic.len() {
+        match file.read(magic.get_mut(read..).unwrap_or_default()) {
+            Ok(0) => return Ok(false),
+            Ok(n) => read += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(MAGICS.contains(&magic))
+}
+
+/// Phase 2: map the library and find its abi_stable header.
+///
+/// `path` names the file in errors; `mapped` is the file opened (the canonical path of a
+/// [`TrustedFile`]).
+///
+/// # Errors
+/// [`LoadErrorKind::NotALibrary`], [`LoadErrorKind::Corrupt`],
+/// [`LoadErrorKind::NoRootModule`] or [`LoadErrorKind::Io`].
+pub fn open_library(path: &Path, mapped: &Path) -> Result<&'static LibHeader, LoadError> {
+    let err = |kind| LoadError::new(path, kind);
+    match looks_like_library(mapped) {
+        Ok(true) => {}
+        Ok(false) => return Err(err(LoadErrorKind::NotALibrary)),
+        Err(source) => return Err(err(LoadErrorKind::Io { source })),
+    }
+    // Mapping a library runs its initializers: the trust checks came first for that reason.
+    lib_header_from_path(mapped).map_err(|e| err(classify(e)))
+}
+
+/// Phase 3: abi_stable's checks (its ABI, the plugin-api version, type layouts), then the
+/// root module.
+///
+/// # Errors
+/// [`LoadErrorKind::AbiVersion`], [`LoadErrorKind::AbiLayout`] or
+/// [`LoadErrorKind::RootModuleInit`].
+pub fn init_root_module(path: &Path, header: &LibHeader) -> Result<PluginMod_Ref, LoadError> {
+    header
+        .init_root_module::<PluginMod_Ref>()
+        .map_err(|e| LoadError::new(path, classify(e)))
+}
+
+/// Phase 4: our interface version, then SHA-256 pins keyed by the plugin's name.
+///
+/// # Errors
+/// [`LoadErrorKind::InterfaceVersion`], or [`LoadErrorKind::Untrusted`] for a pin mismatch.
+pub fn check_interface(
+    path: &Path,
+    module: &PluginMod_Ref,
+    pins: Option<(&TrustPolicy, &TrustedFile)>,
+) -> Result<PluginMeta, LoadError> {
+    let info = (module.info())();
+    let meta = PluginMeta::from_info(&info);
+    abi_compatible(ABI_VERSION, meta.abi).map_err(|detail| {
+        LoadError::new(
+            path,
+            LoadErrorKind::InterfaceVersion {
+                plugin: meta.abi,
+                host: ABI_VERSION,
+                detail,
+            },
+        )
+    })?;
+    if let Some((policy, file)) = pins {
+        policy
+            .check_pin(&meta.name, file)
+            .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
+    }
+    Ok(meta)
+}
+
+/// Phases 1 to 4 for one file: everything short of constructing the plugin.
+///
+/// # Errors
+/// The first phase that fails.
+pub fn load_library(policy: &TrustPolicy, path: &Path) -> Result<Library, LoadError> {
+    let trusted = check_trust(policy, path)?;
+    load_trusted(policy, &trusted)
+}
+
+/// Phases 2 to 4 for a file that passed [`check_trust`].
+///
+/// # Errors
+/// The first phase that fails.
+pub fn load_trusted(policy: &TrustPolicy, trusted: &TrustedFile) -> Result<Library, LoadError> {
+    let path = trusted.requested_path();
+    // Pins by file name are checked before the library is mapped; pins by plugin name can
+    // only be checked once the plugin said its name (its initializers have run by then).
+    if let Some(name) = trusted.file_name() {
+        if policy.pins.contains_key(name) {
+            policy
+                .check_pin("", trusted)
+                .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
+        }
+    }
+    let header = open_library(path, trusted.path())?;
+    let module = init_root_module(path, header)?;
+    let meta = check_interface(path, &module, Some((policy, trusted)))?;
+    let sha256 = trusted
+        .sha256_hex()
+        .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
+    tracing::debug!(path = %path.display(), plugin = %meta.name, version = %meta.version, "plugin library loaded");
+    Ok(Library {
+        path: path.to_path_buf(),
+        mapped: trusted.path().to_path_buf(),
+        module,
+        meta,
+        sha256,
+    })
+}
+
+/// Phase 5: constructs an instance with a host handle and the plugin's config as JSON.
+///
+/// Call it on the thread that will own the instance.
+///
+/// # Errors
+/// [`LoadErrorKind::Constructor`] or [`LoadErrorKind::ConstructorPanicked`].
+pub fn construct(
+    library: &Library,
+    host: HostBox,
+    config_json: &str,
+) -> Result<PluginBox, LoadError> {
+    match (library.module.new())(host, config_json.into()) {
+        RResult::ROk(plugin) => Ok(plugin),
+        RResult::RErr(error) => {
+            let name = library.meta.name.clone();
+            let kind = match &error {
+                PluginError::Panicked(message) => LoadErrorKind::ConstructorPanicked {
+                    name,
+                    message: message.as_str().to_owned(),
+                },
+                other => LoadErrorKind::Constructor {
+                    name,
+                    error: other.to_string(),
+                },
+            };
+            Err(LoadError::new(&library.path, kind))
+        }
+    }
+}
+
+/// Maps abi_stable's error onto our kinds.
+fn classify(err: LibraryError) -> LoadErrorKind {
+    match err {
+        LibraryError::OpenError { err, .. } => LoadErrorKind::Corrupt {
+            detail: err.to_string(),
+        },
+        LibraryError::GetSymbolError { err, .. } => LoadErrorKind::NoRootModule {
+            detail: err.to_string(),
+        },
+        LibraryError::AbiInstability(detail) => LoadErrorKind::AbiLayout {
+            detail: detail.to_string(),
+        },
+        LibraryError::RootModule { err, .. } => LoadErrorKind::RootModuleInit {
+            detail: err.to_string(),
+        },
+        LibraryError::Many(mut errors) if errors.len() == 1 => match errors.pop() {
+            Some(one) => classify(one),
+            None => LoadErrorKind::AbiVersion {
+                detail: "unknown error".to_owned(),
+            },
+        },
+        other @ (LibraryError::ParseVersionError(_)
+        | LibraryError::IncompatibleVersionNumber { .. }
+        | LibraryError::InvalidAbiHeader(_)
+        | LibraryError::InvalidCAbi { .. }
+        | LibraryError::Many(_)) => LoadErrorKind::AbiVersion {
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// A plugin file checked and handshaken without being constructed: what
+/// `plugbus plugins inspect` prints.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The file.
+    pub path: PathBuf,
+    /// What the plugin declares, when the library got that far.
+    pub meta: Option<PluginMeta>,
+    /// SHA-256 of the file, lowercase hex, when it could be read.
+    pub sha256: Option<String>,
+    /// `Ok` if the host could load it; otherwise the first phase that failed.
+    pub result: Result<(), LoadError>,
+}
+
+impl Inspection {
+    /// True if the file would load (construction aside).
+    pub fn is_compatible(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// Inspects a plugin file: maps it and runs every check short of constructing the plugin.
+///
+/// No trust checks are made (the file is wherever the user points); use
+/// [`inspect_with_policy`] to include them. Mapping a library runs its initializers, so only
+/// inspect files you would be willing to load.
+pub fn inspect(path: &Path) -> Inspection {
+    let sha256 = sha256_of(path);
+    let mapped = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let result = open_library(path, &mapped)
+        .and_then(|header| init_root_module(path, header))
+        .map(|module| {
+            let info = (module.info())();
+            let meta = PluginMeta::from_info(&info);
+            let checked = check_interface(path, &module, None).map(|_| ());
+            (meta, checked)
+        });
+    match result {
+        Ok((meta, checked)) => Inspection {
+            path: path.to_path_buf(),
+            meta: Some(meta),
+            sha256,
+            result: checked,
+        },
+        Err(err) => Inspection {
+            path: path.to_path_buf(),
+            meta: None,
+            sha256,
+            result: Err(err),
+        },
+    }
+}
+
+/// Like [`inspect`], with the trust policy's checks first (and pins).
+pub fn inspect_with_policy(policy: &TrustPolicy, path: &Path) -> Inspection {
+    match load_library(policy, path) {
+        Ok(library) => Inspection {
+            path: path.to_path_buf(),
+            sha256: Some(library.sha256.clone()),
+            meta: Some(library.meta),
+            result: Ok(()),
+        },
+        Err(err) => {
+            // The interface check fails after the name is known: report it too.
+            let mut inspection = inspect_if_trusted(policy, path);
+            inspection.result = Err(err);
+            inspection
+        }
+    }
+}
+
+fn inspect_if_trusted(policy: &TrustPolicy, path: &Path) -> Inspection {
+    match policy.check_file(path) {
+        Ok(_) => inspect(path),
+        Err(_) => Inspection {
+            path: path.to_path_buf(),
+            meta: None,
+            sha256: sha256_of(path),
+            result: Ok(()),
+        },
+    }
+}
+
+fn sha256_of(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(path).ok()?;
+    Some(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// A private directory for copies of changed plugin files (see the module docs).
+///
+/// The directory is created `0700` in the system temp dir and removed when this value is
+/// dropped; libraries mapped from it stay mapped.
+#[derive(Debug)]
+pub struct ReloadDir {
+    dir: tempfile::TempDir,
+    next: AtomicU64,
+}
+
+impl ReloadDir {
+    /// Creates the directory.
+    ///
+    /// # Errors
+    /// The directory could not be created.
+    pub fn new() -> io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("plugbus-reload-")
+            .tempdir()?;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))?;
+        Ok(Self {
+            dir,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Copies a trusted plugin file into `dir` under a name never used before
+/// (`<stem>.reload<N>.so`), readable only as the original was, and checks the copy against
+/// the same pins. Returns the copy as a trusted file whose requested path is the original.
+///
+/// # Errors
+/// [`LoadErrorKind::Io`] if the copy fails; [`LoadErrorKind::Untrusted`] if the copy does
+/// not pass the checks.
+pub fn copy_for_reload(
+    policy: &TrustPolicy,
+    original: &TrustedFile,
+    dir: &ReloadDir,
+) -> Result<(PathBuf, TrustedFile), LoadError> {
+    let path = original.requested_path();
+    let n = dir.next.fetch_add(1, Ordering::Relaxed);
+    let stem = original
+        .path()
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    let copy = dir.path().join(format!("{stem}.reload{n}.so"));
+    let io_err = |source| LoadError::new(path, LoadErrorKind::Io { source });
+    fs::copy(original.path(), &copy).map_err(io_err)?;
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o644)).map_err(io_err)?;
+    let private = TrustPolicy {
+        directories: vec![dir.path().to_path_buf()],
+        pins: policy.pins.clone(),
+    };
+    let trusted = private
+        .check_file(&copy)
+        .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
+    Ok((copy, trusted))
+}
+
+/// [`load_trusted`] for a reload copy, reporting errors and the library under the original
+/// path.
+///
+/// # Errors
+/// The first phase that fails.
+pub fn load_copy(
+    policy: &TrustPolicy,
+    original: &Path,
+    copy: &TrustedFile,
+) -> Result<Library, LoadError> {
+    let private = TrustPolicy {
+        directories: copy
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect(),
+        pins: policy.pins.clone(),
+    };
+    let rename = |mut e: LoadError| {
+        e.path = original.to_path_buf();
+        e
+    };
+    let mut library = load_trusted(&private, copy).map_err(rename)?;
+    library.path = original.to_path_buf();
+    Ok(library)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn private_dir() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("plugins");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        (root, dir)
+    }
+
+    fn write(path: &Path, bytes: &[u8], mode: u32) {
+        fs::write(path, bytes).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn random_bytes_are_not_a_library() {
+        let (_root, dir) = private_dir();
+        let file = dir.join("libjunk.so");
+        write(&file, b"this is certainly not an ELF file", 0o644);
+        let err = load_library(&TrustPolicy::new([dir]), &file).unwrap_err();
+        assert!(matches!(err.kind, LoadErrorKind::NotALibrary), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "failed to load plugin '{}': not a shared library (no ELF or Mach-O header)",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn elf_magic_with_garbage_is_corrupt() {
+        let (_root, dir) = private_dir();
+        let file = dir.join("libbroken.so");
+        let mut bytes = b"\x7fELF".to_vec();
+        bytes.extend_from_slice(&[0u8; 60]);
+        write(&file, &bytes, 0o644);
+        let err = load_library(&TrustPolicy::new([dir]), &file).unwrap_err();
+        assert!(matches!(err.kind, LoadErrorKind::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("truncated or corrupt"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_not_a_library() {
+        let (_root, dir) = private_dir();
+        let file = dir.join("libempty.so");
+        write(&file, b"", 0o644);
+        let err = load_library(&TrustPolicy::new([dir]), &file).unwrap_err();
+        assert!(matches!(err.kind, LoadErrorKind::NotALibrary), "{err}");
+    }
+
+    #[test]
+    fn trust_refusal_comes_first() {
+        let (_root, dir) = private_dir();
+        let file = dir.join("libopen.so");
+        write(&file, b"junk", 0o666);
+        let err = load_library(&TrustPolicy::new([dir]), &file).unwrap_err();
+        assert!(
+            matches!(
+                err.kind,
+                LoadErrorKind::Untrusted(crate::error::TrustErrorKind::FileWritable { .. })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with(&format!(
+            "failed to load plugin '{}': refused by trust policy: file is writable",
+            file.display()
+        )));
+    }
+
+    #[test]
+    fn inspection_of_junk_reports_the_phase() {
+        let (_root, dir) = private_dir();
+        let file = dir.join("libjunk.so");
+        write(&file, b"junk", 0o644);
+        let inspection = inspect(&file);
+        assert!(!inspection.is_compatible());
+        assert!(inspection.meta.is_none());
+        assert!(inspection.sha256.is_some());
+        assert!(matches!(
+            inspection.result.unwrap_err().kind,
+            LoadErrorKind::NotALibrary
+        ));
+    }
+
+    #[test]
+    fn interface_version_messages_say_old_or_new() {
+        let kind = LoadErrorKind::InterfaceVersion {
+            plugin: (0, 0),
+            host: (0, 1),
+            detail: "x".into(),
+        };
+        assert!(kind
+            .to_string()
+            .starts_with("interface version 0.0 is too old"));
+        let kind = LoadErrorKind::InterfaceVersion {
+            plugin: (1, 0),
+            host: (0, 1),
+            detail: "x".into(),
+        };
+        assert!(kind
+            .to_string()
+            .starts_with("interface version 1.0 is too new"));
+    }
+
+    #[test]
+    fn reload_copies_get_fresh_names_in_a_private_dir() {
+        let (_root, dir) = private_dir();
+        let file = dir.join("libx.so");
+        write(&file, b"junk", 0o644);
+        let policy = TrustPolicy::new([dir]);
+        let trusted = policy.check_file(&file).unwrap();
+        let reload = ReloadDir::new().unwrap();
+        let (a, ta) = copy_for_reload(&policy, &trusted, &reload).unwrap();
+        let (b, _) = copy_for_reload(&policy, &trusted, &reload).unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(reload.path()));
+        let mode = fs::metadata(reload.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let err = load_copy(&policy, &file, &ta).unwrap_err();
+        assert_eq!(err.path, file);
+        assert!(matches!(err.kind, LoadErrorKind::NotALibrary), "{err}");
+    }
+}

@@ -1,0 +1,1401 @@
+//! The plugin manager: loads plugin files, runs each plugin on its own thread, wires its
+//! subscriptions to the bus, and reports its lifecycle.
+//!
+//! # One thread per plugin
+//!
+//! Each plugin instance lives on a dedicated OS thread named `plugbus-plugin-<name>`, which
+//! owns the plugin object and is fed by a bounded queue (`plugins.queue_capacity`). Every call
+//! into the plugin — `new`, `subscriptions`, `start`, each `handle`, `stop` — happens on that
+//! thread, in queue order, so a plugin needs no locking and sees events in the order its bus
+//! mailboxes deliver them. `handle` runs inside `plugbus::context::enter(event.causation())`,
+//! so whatever the plugin publishes meanwhile gets `causation_id` / `correlation_id`.
+//!
+//! # How a delivery reaches a plugin
+//!
+//! For each [`AbiSubscription`] the plugin declares, the manager registers an async bus
+//! subscription named `<plugin>/<handler>`, whose interest is the union of the declared
+//! types, categories and patterns, with the declared timeout (else the plugin's
+//! `[plugin.<name>] timeout`, else `plugins.default_timeout`) and a circuit breaker. Its
+//! handler:
+//!
+//! 1. takes the payload's JSON from `event.payload().json_shared()` (serialized once per event,
+//!    shared by every plugin);
+//! 2. evaluates the plugin's declarative filter host-side; a non-match is a successful no-op;
+//! 3. enqueues a job for the plugin thread. **A full queue waits** (backpressure), but only
+//!    within the delivery's timeout: if the bus gives up first, the job never reaches the
+//!    plugin. Waiting keeps events in order and lets a slow plugin slow only its own
+//!    mailboxes; failing at once would turn every burst into dead letters;
+//! 4. awaits the plugin's answer on a oneshot channel. [`PluginError`] becomes a
+//!    [`HandlerError`](plugbus::HandlerError): retryable stays retryable, the rest are permanent,
+//!    a panic keeps its message (`panicked: ...`).
+//!
+//! A hung plugin blocks only its own thread: the bus's timeout fires, records `TimedOut`, the
+//! breaker opens after a few timeouts, later deliveries fail fast as `CircuitOpen` and are
+//! dead-lettered by the bus. Jobs whose waiter has gone (timed out) are skipped by the
+//! plugin thread when it gets to them, so a late plugin never handles an event the bus
+//! already dead-lettered.
+//!
+//! # Lifecycle
+//!
+//! `Loaded` (constructed) → `Running` (started, subscribed) → `Stopping` → `Stopped`; or
+//! `Failed(reason)`. Each transition publishes its lifecycle event (`plugin.loaded`,
+//! `plugin.started`, `plugin.stopped`, `plugin.unloaded`, `plugin.error`) through
+//! [`Bus::emit`], so a plugin handling lifecycle events never delays the manager, and
+//! subscribers see them in order. A load that fails publishes `plugin.error` naming the file.
+//! The first panic of an instance in `handle` publishes one `plugin.error` (stage `handle`);
+//! later ones are only counted, so a plugin that panics on `plugin.error` cannot loop.
+//!
+//! Libraries are never unloaded (see [`loader`](crate::loader)): unloading a plugin stops it,
+//! removes its subscriptions and drops its object. A file mapped once and loaded again (a
+//! reload, or a file replaced at the same path) is loaded from a private copy.
+//!
+//! # Shutting down
+//!
+//! Call `bus.shutdown(..)` first (it drains mailboxes, plugins included), then
+//! [`PluginManager::shutdown`], which stops every plugin (calling its `stop`) in reverse load
+//! order. Dropping the last manager handle without that removes the subscriptions and lets
+//! each plugin thread stop its plugin and end.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use plugbus::payload::{
+    PluginError as PluginErrorPayload, PluginLoaded, PluginRef, PluginStarted, PluginStopped,
+    PluginUnloaded, SystemStartup,
+};
+use plugbus::{
+    context, BreakerConfig, Bus, Category, Event, HandlerError, Interest, Pattern, SubscriptionId,
+    TypedEvent,
+};
+use plugbus_plugin_api::abi_stable::std_types::RResult;
+use plugbus_plugin_api::{filter_matches, host_box, AbiFilter, AbiSubscription, PluginError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bridge::{self, PluginHost};
+use crate::config::Config;
+use crate::error::{LoadError, LoadErrorKind, ManagerError};
+use crate::loader::{self, Library, ReloadDir};
+use crate::trust::{TrustPolicy, TrustedFile};
+
+/// Tuning of the manager that the config file does not cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerOptions {
+    /// The circuit breaker of every plugin subscription. The default is the config's
+    /// `[bus.circuit_breaker]` when set, else 3 consecutive failures and a 5 s cool-down.
+    pub breaker: BreakerConfig,
+    /// How long construction, `start` and `stop` may take before the plugin is reported
+    /// failed and its thread abandoned. The default is 10 s.
+    pub lifecycle_timeout: Duration,
+}
+
+impl ManagerOptions {
+    /// The defaults for `config`.
+    pub fn from_config(config: &Config) -> Self {
+        let breaker = config
+            .bus
+            .circuit_breaker
+            .as_ref()
+            .map(|b| BreakerConfig::new(b.failure_threshold, b.cool_down))
+            .unwrap_or_else(|| BreakerConfig::new(3, Duration::from_secs(5)));
+        Self {
+            breaker,
+            lifecycle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a plugin is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginState {
+    /// Constructed, subscriptions read, not started.
+    Loaded,
+    /// Started and subscribed: receiving events.
+    Running,
+    /// Being stopped.
+    Stopping,
+    /// Stopped; its object is dropped. [`PluginManager::reload`] brings it back.
+    Stopped,
+    /// Start or stop failed, or a lifecycle call hung; the reason.
+    Failed(String),
+}
+
+impl fmt::Display for PluginState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginState::Loaded => f.write_str("loaded"),
+            PluginState::Running => f.write_str("running"),
+            PluginState::Stopping => f.write_str("stopping"),
+            PluginState::Stopped => f.write_str("stopped"),
+            PluginState::Failed(reason) => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// Live counters of one plugin instance (see [`PluginCounters`] for a snapshot).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
+    pub(crate) published: AtomicU64,
+    pub(crate) publish_rejected: AtomicU64,
+}
+
+/// A snapshot of one plugin instance's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginCounters {
+    /// `handle` calls that returned `Ok`.
+    pub delivered: u64,
+    /// `handle` calls that returned an error (panics excluded).
+    pub failed: u64,
+    /// `handle` calls that panicked.
+    pub panicked: u64,
+    /// Deliveries the bus stopped waiting for (timeout or shutdown) before the plugin answered.
+    pub timed_out: u64,
+    /// Deliveries the plugin's declarative filter skipped (never sent to the plugin).
+    pub skipped: u64,
+    /// Jobs the plugin thread dropped because their delivery had already given up.
+    pub abandoned: u64,
+    /// Events the plugin published that the bus accepted.
+    pub published: u64,
+    /// Events the plugin published that the bus refused (full mailboxes, bad events,
+    /// shutdown).
+    pub publish_rejected: u64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> PluginCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PluginCounters {
+            delivered: get(&self.delivered),
+            failed: get(&self.failed),
+            panicked: get(&self.panicked),
+            timed_out: get(&self.timed_out),
+            skipped: get(&self.skipped),
+            abandoned: get(&self.abandoned),
+            published: get(&self.published),
+            publish_rejected: get(&self.publish_rejected),
+        }
+    }
+}
+
+/// What [`PluginManager::plugins`] reports for each plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginStatus {
+    /// The declared name.
+    pub name: String,
+    /// The declared version.
+    pub version: String,
+    /// The declared description.
+    pub description: String,
+    /// The plugin file, as discovered or given.
+    pub path: PathBuf,
+    /// The file actually mapped (differs from `path` after a reload: a private copy).
+    pub mapped: PathBuf,
+    /// SHA-256 of the mapped file, lowercase hex.
+    pub sha256: String,
+    /// The interface version the plugin was built against.
+    pub abi: (u32, u32),
+    /// Increases with every instance the manager creates (a reload makes a new one).
+    pub instance: u64,
+    /// Where it is in its life.
+    pub state: PluginState,
+    /// Its counters.
+    pub counters: PluginCounters,
+    /// Its bus subscriptions, `<plugin>/<handler>`, while running.
+    pub subscriptions: Vec<String>,
+    /// Jobs waiting in its queue.
+    pub queue_depth: usize,
+}
+
+/// What [`PluginManager::load_all`] did.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Plugins loaded, by name, in load order.
+    pub loaded: Vec<String>,
+    /// Plugins started, by name.
+    pub started: Vec<String>,
+    /// Plugins found but disabled in the config: name and file.
+    pub disabled: Vec<(String, PathBuf)>,
+    /// Every failure: files that could not be loaded, plugins that could not start.
+    pub errors: Vec<ManagerError>,
+}
+
+impl LoadReport {
+    /// True if nothing failed.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// State shared by a plugin's entry, its thread, its bus handlers and its host handle.
+struct PluginShared {
+    state: Mutex<PluginState>,
+    counters: Arc<Counters>,
+    reported_panic: AtomicBool,
+    plugin_ref: PluginRef,
+}
+
+impl PluginShared {
+    fn state(&self) -> MutexGuard<'_, PluginState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_state(&self, state: PluginState) {
+        *self.state() = state;
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), PluginError>>;
+
+/// Work for a plugin thread.
+enum Job {
+    Start(Reply),
+    Handle {
+        handler: u32,
+        event: Event,
+        payload: Arc<[u8]>,
+        reply: Reply,
+    },
+    Stop(Reply),
+}
+
+/// The manager's side of a plugin thread.
+struct Worker {
+    tx: mpsc::Sender<Job>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// One plugin the manager knows.
+struct Entry {
+    library: Library,
+    instance: u64,
+    shared: Arc<PluginShared>,
+    worker: Option<Worker>,
+    /// Declared subscriptions, kept from construction until start.
+    declared: Vec<AbiSubscription>,
+    subscriptions: Vec<(SubscriptionId, String)>,
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        &self.library.meta.name
+    }
+
+    fn status(&self) -> PluginStatus {
+        let meta = &self.library.meta;
+        PluginStatus {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            description: meta.description.clone(),
+            path: self.library.path.clone(),
+            mapped: self.library.mapped.clone(),
+            sha256: self.library.sha256.clone(),
+            abi: meta.abi,
+            instance: self.instance,
+            state: self.shared.state().clone(),
+            counters: self.shared.counters.snapshot(),
+            subscriptions: self.subscriptions.iter().map(|(_, n)| n.clone()).collect(),
+            queue_depth: self
+                .worker
+                .as_ref()
+                .map(|w| w.tx.max_capacity() - w.tx.capacity())
+                .unwrap_or(0),
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        matches!(
+            *self.shared.state(),
+            PluginState::Loaded | PluginState::Running | PluginState::Stopping
+        )
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) bus: Bus,
+    config: Config,
+    policy: TrustPolicy,
+    options: ManagerOptions,
+    entries: Mutex<Vec<Entry>>,
+    /// Serializes lifecycle operations (load, start, stop, unload, reload).
+    ops: tokio::sync::Mutex<()>,
+    /// Canonical paths mapped so far: loading one again must go through a copy.
+    mapped: Mutex<HashSet<PathBuf>>,
+    reload_dir: Mutex<Option<Arc<ReloadDir>>>,
+    next_instance: AtomicU64,
+}
+
+impl Inner {
+    fn entries(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Remove the subscriptions (their handlers hold queue senders) and our own senders:
+        // each plugin thread then sees its queue close, stops its plugin and ends.
+        let entries = std::mem::take(&mut *self.entries());
+        for mut entry in entries {
+            for (id, _) in entry.subscriptions.drain(..) {
+                self.bus.unsubscribe(id);
+            }
+            entry.worker = None;
+        }
+    }
+}
+
+/// Loads, runs and supervises plugins on a [`Bus`]. Cheap to clone (clones share everything).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use plugbus_host::{Config, PluginManager};
+/// let config = Config::from_path("plugbus.toml".as_ref())?;
+/// let bus = plugbus_host::bus_builder(&config.bus).build()?;
+/// let manager = PluginManager::new(bus.clone(), config);
+/// let report = manager.load_all().await;
+/// for error in &report.errors {
+///     eprintln!("{error}");
+/// }
+/// // ... publish events ...
+/// bus.shutdown(std::time::Duration::from_secs(5)).await;
+/// manager.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PluginManager {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PluginManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginManager")
+            .field("plugins", &self.plugins().len())
+            .field("directories", &self.inner.policy.directories)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginManager {
+    /// A manager for `bus`, with `config`'s plugin directories, pins and settings, and the
+    /// default [`ManagerOptions`].
+    pub fn new(bus: Bus, config: Config) -> Self {
+        let options = ManagerOptions::from_config(&config);
+        Self::with_options(bus, config, options)
+    }
+
+    /// A manager with explicit options.
+    pub fn with_options(bus: Bus, config: Config, options: ManagerOptions) -> Self {
+        let policy = TrustPolicy::from_config(&config);
+        Self {
+            inner: Arc::new(Inner {
+                bus,
+                config,
+                policy,
+                options,
+                entries: Mutex::new(Vec::new()),
+                ops: tokio::sync::Mutex::new(()),
+                mapped: Mutex::new(HashSet::new()),
+                reload_dir: Mutex::new(None),
+                next_instance: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// The bus the plugins are attached to.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The configuration the manager was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The trust policy derived from the configuration.
+    pub fn trust_policy(&self) -> &TrustPolicy {
+        &self.inner.policy
+    }
+
+    /// The status of every plugin, in load order.
+    pub fn plugins(&self) -> Vec<PluginStatus> {
+        self.inner.entries().iter().map(Entry::status).collect()
+    }
+
+    /// The status of the plugin called `name`.
+    pub fn status(&self, name: &str) -> Option<PluginStatus> {
+        self.inner
+            .entries()
+            .iter()
+            .find(|e| e.name() == name)
+            .map(Entry::status)
+    }
+
+    /// Discovers every `*.so` in the configured directories, loads each, and starts each
+    /// enabled one; then publishes `system.startup`. A broken file never stops the others:
+    /// every failure is in the report (and published as `plugin.error`).
+    pub async fn load_all(&self) -> LoadReport {
+        let _ops = self.inner.ops.lock().await;
+        let mut report = LoadReport::default();
+        for found in self.inner.policy.discover() {
+            let trusted = match found {
+                Ok(trusted) => trusted,
+                Err(err) => {
+                    let err = LoadError::new(err.path, LoadErrorKind::Untrusted(err.kind));
+                    self.report_load_error(&err).await;
+                    report.errors.push(err.into());
+                    continue;
+                }
+            };
+            match self.load_trusted_locked(&trusted).await {
+                Ok(Loaded::Ready(name)) => report.loaded.push(name),
+                Ok(Loaded::Disabled(name, path)) => report.disabled.push((name, path)),
+                Err(err) => report.errors.push(err),
+            }
+        }
+        for name in report.loaded.clone() {
+            match self.start_locked(&name).await {
+                Ok(()) => report.started.push(name),
+                Err(err) => report.errors.push(err),
+            }
+        }
+        let startup = SystemStartup {
+            host: "plugbus".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+        };
+        self.emit(startup).await;
+        tracing::info!(
+            loaded = report.loaded.len(),
+            started = report.started.len(),
+            disabled = report.disabled.len(),
+            errors = report.errors.len(),
+            "plugins loaded"
+        );
+        report
+    }
+
+    /// Loads and constructs the plugin in `path` (state `Loaded`, not started). Returns its
+    /// name.
+    ///
+    /// # Errors
+    /// [`ManagerError::Load`] for a file that cannot be loaded (also published as
+    /// `plugin.error`), a duplicate name, or a plugin disabled in the config
+    /// ([`ManagerError::InvalidState`]).
+    pub async fn load(&self, path: &Path) -> Result<String, ManagerError> {
+        let _ops = self.inner.ops.lock().await;
+        self.load_path_locked(path).await
+    }
+
+    /// [`load`](Self::load), then [`start`](Self::start).
+    ///
+    /// # Errors
+    /// As both.
+    pub async fn load_and_start(&self, path: &Path) -> Result<String, ManagerError> {
+        let _ops = self.inner.ops.lock().await;
+        let name = self.load_path_locked(path).await?;
+        self.start_locked(&name).await?;
+        Ok(name)
+    }
+
+    /// Starts a loaded plugin: calls its `start`, then subscribes its handlers.
+    ///
+    /// # Errors
+    /// Unknown plugin, not in state `Loaded`, `start` failed or hung, or a subscription was
+    /// refused by the bus; the plugin is then `Failed` and its instance dropped.
+    pub async fn start(&self, name: &str) -> Result<(), ManagerError> {
+        let _ops = self.inner.ops.lock().await;
+        self.start_locked(name).await
+    }
+
+    /// Stops a plugin: removes its subscriptions, lets its queue drain, calls its `stop` and
+    /// drops its instance. The plugin stays listed (state `Stopped`) until unloaded.
+    ///
+    /// # Errors
+    /// Unknown plugin, or `stop` failed or hung (the plugin is then `Failed`).
+    pub async fn stop(&self, name: &str) -> Result<(), ManagerError> {
+        let _ops = self.inner.ops.lock().await;
+        self.stop_locked(name).await
+    }
+
+    /// Stops the plugin if needed and forgets it (`plugin.unloaded`). Its library stays
+    /// mapped.
+    ///
+    /// # Errors
+    /// Unknown plugin. A failing `stop` is reported as `plugin.error` but does not prevent
+    /// the unload.
+    pub async fn unload(&self, name: &str) -> Result<(), ManagerError> {
+        let _ops = self.inner.ops.lock().await;
+        self.unload_locked(name).await
+    }
+
+    /// Loads the plugin's file again from a private copy and replaces the running instance
+    /// with a new one (started if the old one was running or stopped).
+    ///
+    /// The new file is checked (trust, ABI, interface) before the old instance is touched: a
+    /// broken update leaves the old one running.
+    ///
+    /// # Errors
+    /// Unknown plugin; the new file cannot be loaded; the new instance fails to start.
+    pub async fn reload(&self, name: &str) -> Result<String, ManagerError> {
+        let _ops = self.inner.ops.lock().await;
+        self.reload_locked(name).await
+    }
+
+    /// Stops and unloads every plugin, in reverse load order. Failures are logged and
+    /// published, and do not stop the others.
+    pub async fn shutdown(&self) {
+        let _ops = self.inner.ops.lock().await;
+        let names: Vec<String> = self
+            .inner
+            .entries()
+            .iter()
+            .rev()
+            .map(|e| e.name().to_owned())
+            .collect();
+        for name in names {
+            if let Err(err) = self.unload_locked(&name).await {
+                tracing::warn!(plugin = %name, error = %err, "unloading plugin failed");
+            }
+        }
+    }
+
+    /// The plugin (by name) loaded from `path`, if any. Paths compare by their folder (with
+    /// symlinks resolved) and file name, so a removed file still finds its plugin.
+    pub fn plugin_at(&self, path: &Path) -> Option<String> {
+        let key = path_key(path);
+        self.inner
+            .entries()
+            .iter()
+            .find(|e| e.library.path == path || (key.is_some() && path_key(&e.library.path) == key))
+            .map(|e| e.name().to_owned())
+    }
+
+    // -----------------------------------------------------------------------------
+    // operations, called with `ops` held
+    // -----------------------------------------------------------------------------
+
+    async fn load_path_locked(&self, path: &Path) -> Result<String, ManagerError> {
+        let trusted = match loader::check_trust(&self.inner.policy, path) {
+            Ok(trusted) => trusted,
+            Err(err) => {
+                self.report_load_error(&err).await;
+                return Err(err.into());
+            }
+        };
+        match self.load_trusted_locked(&trusted).await? {
+            Loaded::Ready(name) => Ok(name),
+            Loaded::Disabled(name, _) => Err(ManagerError::InvalidState {
+                name,
+                operation: "load",
+                state: "disabled in the configuration".to_owned(),
+            }),
+        }
+    }
+
+    /// Phases 2-4 (through a copy when the file was mapped before), then construction.
+    async fn load_trusted_locked(&self, trusted: &TrustedFile) -> Result<Loaded, ManagerError> {
+        let library = match self.open_trusted(trusted) {
+            Ok(library) => library,
+            Err(err) => {
+                self.report_load_error(&err).await;
+                return Err(err.into());
+            }
+        };
+        self.install_locked(library).await
+    }
+
+    /// Maps a trusted file, through a private copy when its path was mapped before (the
+    /// dynamic loader would hand back the old code).
+    fn open_trusted(&self, trusted: &TrustedFile) -> Result<Library, LoadError> {
+        let first_time = self
+            .inner
+            .mapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(trusted.path().to_path_buf());
+        if first_time {
+            return loader::load_trusted(&self.inner.policy, trusted);
+        }
+        let dir = self.reload_dir(trusted.requested_path())?;
+        let (_, copy) = loader::copy_for_reload(&self.inner.policy, trusted, &dir)?;
+        loader::load_copy(&self.inner.policy, trusted.requested_path(), &copy)
+    }
+
+    fn reload_dir(&self, path: &Path) -> Result<Arc<ReloadDir>, LoadError> {
+        let mut slot = self
+            .inner
+            .reload_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = slot.as_ref() {
+            return Ok(Arc::clone(dir));
+        }
+        let dir = Arc::new(
+            ReloadDir::new()
+                .map_err(|source| LoadError::new(path, LoadErrorKind::Io { source }))?,
+        );
+        *slot = Some(Arc::clone(&dir));
+        Ok(dir)
+    }
+
+    /// Duplicate check, config check, construction on the plugin's new thread.
+    async fn install_locked(&self, library: Library) -> Result<Loaded, ManagerError> {
+        let name = library.meta.name.clone();
+        if !self.inner.config.is_enabled(&name) {
+            tracing::info!(plugin = %name, path = %library.path.display(), "plugin disabled in the configuration");
+            return Ok(Loaded::Disabled(name, library.path));
+        }
+        let existing = {
+            let mut entries = self.inner.entries();
+            if let Some(active) = entries.iter().find(|e| e.name() == name && e.is_active()) {
+                Some(active.library.path.clone())
+            } else {
+                // A stopped or failed plugin of that name is replaced.
+                entries.retain(|e| e.name() != name);
+                None
+            }
+        };
+        if let Some(existing) = existing {
+            let err = LoadError::new(
+                &library.path,
+                LoadErrorKind::DuplicateName {
+                    name: name.clone(),
+                    existing,
+                },
+            );
+            self.report_load_error_named(&err, &library).await;
+            return Err(err.into());
+        }
+
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(PluginShared {
+            state: Mutex::new(PluginState::Loaded),
+            counters: Arc::clone(&counters),
+            reported_panic: AtomicBool::new(false),
+            plugin_ref: plugin_ref(&library),
+        });
+        let host = host_box(PluginHost::new(
+            self.inner.bus.clone(),
+            Arc::from(name.as_str()),
+            Arc::clone(&counters),
+        ));
+        let config_json = self.inner.config.plugin(&name).config_json().to_string();
+        let (worker, ready) = match spawn_worker(
+            library.clone(),
+            host,
+            config_json,
+            self.inner.config.plugins.queue_capacity,
+            Arc::clone(&counters),
+        ) {
+            Ok(spawned) => spawned,
+            Err(err) => {
+                self.report_load_error_named(&err, &library).await;
+                return Err(err.into());
+            }
+        };
+        let timeout = self.inner.options.lifecycle_timeout;
+        let subscriptions = match tokio::time::timeout(timeout, ready).await {
+            Ok(Ok(Ok(subs))) => subs,
+            Ok(Ok(Err(err))) => {
+                self.report_load_error_named(&err, &library).await;
+                return Err(err.into());
+            }
+            Ok(Err(_)) => {
+                let err = LoadError::new(
+                    &library.path,
+                    LoadErrorKind::ThreadFailed {
+                        name: name.clone(),
+                        reason: "ended without answering".to_owned(),
+                    },
+                );
+                self.report_load_error_named(&err, &library).await;
+                return Err(err.into());
+            }
+            Err(_) => {
+                let err = LoadError::new(
+                    &library.path,
+                    LoadErrorKind::ConstructorTimedOut {
+                        name: name.clone(),
+                        after: timeout,
+                    },
+                );
+                self.report_load_error_named(&err, &library).await;
+                return Err(err.into());
+            }
+        };
+        let instance = self.inner.next_instance.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(plugin = %name, version = %library.meta.version, path = %library.path.display(), instance, "plugin loaded");
+        let loaded = PluginLoaded {
+            plugin: plugin_ref(&library),
+        };
+        self.inner.entries().push(Entry {
+            library,
+            instance,
+            shared,
+            worker: Some(worker),
+            declared: subscriptions,
+            subscriptions: Vec::new(),
+        });
+        self.emit(loaded).await;
+        Ok(Loaded::Ready(name))
+    }
+
+    async fn start_locked(&self, name: &str) -> Result<(), ManagerError> {
+        let (tx, shared, declared, plugin) = {
+            let mut entries = self.inner.entries();
+            let entry = entries
+                .iter_mut()
+                .find(|e| e.name() == name)
+                .ok_or_else(|| ManagerError::UnknownPlugin(name.to_owned()))?;
+            let state = entry.shared.state().clone();
+            if state != PluginState::Loaded {
+                return Err(ManagerError::InvalidState {
+                    name: name.to_owned(),
+                    operation: "start",
+                    state: state.to_string(),
+                });
+            }
+            let tx = entry.worker.as_ref().map(|w| w.tx.clone()).ok_or_else(|| {
+                ManagerError::ThreadGone {
+                    name: name.to_owned(),
+                }
+            })?;
+            (
+                tx,
+                Arc::clone(&entry.shared),
+                entry.take_declared(),
+                entry.shared.plugin_ref.clone(),
+            )
+        };
+        let timeout = self.inner.options.lifecycle_timeout;
+        let started = call(&tx, Job::Start, timeout).await;
+        let failure = match started {
+            CallResult::Done(Ok(())) => None,
+            CallResult::Done(Err(e)) => Some(ManagerError::Start {
+                name: name.to_owned(),
+                error: e.to_string(),
+            }),
+            CallResult::TimedOut => Some(ManagerError::TimedOut {
+                name: name.to_owned(),
+                stage: "start",
+                after: timeout,
+            }),
+            CallResult::Gone => Some(ManagerError::ThreadGone {
+                name: name.to_owned(),
+            }),
+        };
+        if let Some(err) = failure {
+            self.fail(name, &shared, &plugin, "start", &err).await;
+            return Err(err);
+        }
+
+        let mut ids = Vec::new();
+        for sub in &declared {
+            match self.subscribe(name, sub, &tx, &shared) {
+                Ok(Some(id)) => ids.push(id),
+                Ok(None) => {}
+                Err(err) => {
+                    for (id, _) in ids {
+                        self.inner.bus.unsubscribe(id);
+                    }
+                    self.fail(name, &shared, &plugin, "start", &err).await;
+                    return Err(err);
+                }
+            }
+        }
+        {
+            let mut entries = self.inner.entries();
+            if let Some(entry) = entries.iter_mut().find(|e| e.name() == name) {
+                entry.subscriptions = ids;
+            }
+        }
+        shared.set_state(PluginState::Running);
+        tracing::info!(plugin = %name, "plugin started");
+        self.emit(PluginStarted { plugin }).await;
+        Ok(())
+    }
+
+    /// Marks a plugin failed, stops its thread (best effort) and publishes `plugin.error`.
+    async fn fail(
+        &self,
+        name: &str,
+        shared: &PluginShared,
+        plugin: &PluginRef,
+        stage: &str,
+        err: &ManagerError,
+    ) {
+        tracing::warn!(plugin = %name, stage, error = %err, "plugin failed");
+        shared.set_state(PluginState::Failed(err.to_string()));
+        let worker = {
+            let mut entries = self.inner.entries();
+            entries.iter_mut().find(|e| e.name() == name).and_then(|e| {
+                for (id, _) in e.subscriptions.drain(..) {
+                    self.inner.bus.unsubscribe(id);
+                }
+                e.worker.take()
+            })
+        };
+        if let Some(worker) = worker {
+            // Let the thread drop the instance; do not wait for a hung one.
+            let _ = worker.tx.try_send(Job::Stop(oneshot::channel().0));
+        }
+        self.emit(PluginErrorPayload {
+            plugin: plugin.clone(),
+            stage: stage.to_owned(),
+            error: err.to_string(),
+        })
+        .await;
+    }
+
+    fn subscribe(
+        &self,
+        name: &str,
+        sub: &AbiSubscription,
+        tx: &mpsc::Sender<Job>,
+        shared: &Arc<PluginShared>,
+    ) -> Result<Option<(SubscriptionId, String)>, ManagerError> {
+        let handler = sub.handler;
+        let sub_err = |error: String| ManagerError::Subscribe {
+            name: name.to_owned(),
+            handler,
+            error,
+        };
+        let interest = interest_of(sub).map_err(sub_err)?;
+        if interest.is_empty() {
+            tracing::warn!(plugin = %name, handler, "subscription selects nothing; ignored");
+            return Ok(None);
+        }
+        if let Some(filter) = sub.filter.as_ref().into_option() {
+            filter
+                .validate()
+                .map_err(|e| sub_err(format!("invalid filter: {e}")))?;
+        }
+        let timeout = if sub.timeout_ms > 0 {
+            Duration::from_millis(sub.timeout_ms)
+        } else {
+            self.inner.config.plugin_timeout(name)
+        };
+        let sub_name = format!("{name}/{handler}");
+        let route = Arc::new(Route {
+            handler,
+            filter: sub.filter.clone().into_option(),
+            tx: tx.clone(),
+            shared: Arc::clone(shared),
+            bus: self.inner.bus.clone(),
+        });
+        let id = self
+            .inner
+            .bus
+            .subscribe(interest)
+            .name(sub_name.clone())
+            .timeout(timeout)
+            .circuit_breaker(self.inner.options.breaker)
+            .handle_async(move |event: Event| Arc::clone(&route).deliver(event))
+            .map_err(|e| sub_err(e.to_string()))?;
+        tracing::debug!(plugin = %name, subscription = %sub_name, ?timeout, "plugin subscribed");
+        Ok(Some((id, sub_name)))
+    }
+
+    async fn stop_locked(&self, name: &str) -> Result<(), ManagerError> {
+        let (worker, shared) = {
+            let mut entries = self.inner.entries();
+            let entry = entries
+                .iter_mut()
+                .find(|e| e.name() == name)
+                .ok_or_else(|| ManagerError::UnknownPlugin(name.to_owned()))?;
+            if !matches!(
+                *entry.shared.state(),
+                PluginState::Loaded | PluginState::Running
+            ) {
+                return Ok(());
+            }
+            entry.shared.set_state(PluginState::Stopping);
+            for (id, _) in entry.subscriptions.drain(..) {
+                self.inner.bus.unsubscribe(id);
+            }
+            (entry.worker.take(), Arc::clone(&entry.shared))
+        };
+        let plugin = shared.plugin_ref.clone();
+        let Some(mut worker) = worker else {
+            shared.set_state(PluginState::Stopped);
+            return Ok(());
+        };
+        let timeout = self.inner.options.lifecycle_timeout;
+        let failure = match call(&worker.tx, Job::Stop, timeout).await {
+            CallResult::Done(Ok(())) => None,
+            CallResult::Done(Err(e)) => Some(ManagerError::Stop {
+                name: name.to_owned(),
+                error: e.to_string(),
+            }),
+            CallResult::TimedOut => Some(ManagerError::TimedOut {
+                name: name.to_owned(),
+                stage: "stop",
+                after: timeout,
+            }),
+            CallResult::Gone => None,
+        };
+        match failure {
+            None | Some(ManagerError::Stop { .. }) => {
+                // The thread has dropped the instance and ends now.
+                if let Some(thread) = worker.thread.take() {
+                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                }
+            }
+            Some(_) => {} // hung: abandoned
+        }
+        drop(worker);
+        match failure {
+            None => {
+                shared.set_state(PluginState::Stopped);
+                tracing::info!(plugin = %name, "plugin stopped");
+                self.emit(PluginStopped { plugin }).await;
+                Ok(())
+            }
+            Some(err) => {
+                if matches!(err, ManagerError::Stop { .. }) {
+                    shared.set_state(PluginState::Stopped);
+                    self.emit(PluginStopped {
+                        plugin: plugin.clone(),
+                    })
+                    .await;
+                } else {
+                    shared.set_state(PluginState::Failed(err.to_string()));
+                }
+                tracing::warn!(plugin = %name, error = %err, "plugin stop failed");
+                self.emit(PluginErrorPayload {
+                    plugin,
+                    stage: "stop".to_owned(),
+                    error: err.to_string(),
+                })
+                .await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn unload_locked(&self, name: &str) -> Result<(), ManagerError> {
+        // A failing stop is already reported; unloading goes on.
+        match self.stop_locked(name).await {
+            Ok(()) | Err(ManagerError::Stop { .. } | ManagerError::TimedOut { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        let removed = {
+            let mut entries = self.inner.entries();
+            let pos = entries
+                .iter()
+                .position(|e| e.name() == name)
+                .ok_or_else(|| ManagerError::UnknownPlugin(name.to_owned()))?;
+            entries.remove(pos)
+        };
+        let plugin = removed.shared.plugin_ref.clone();
+        drop(removed);
+        tracing::info!(plugin = %name, "plugin unloaded");
+        self.emit(PluginUnloaded { plugin }).await;
+        Ok(())
+    }
+
+    async fn reload_locked(&self, name: &str) -> Result<String, ManagerError> {
+        let (path, was) = {
+            let entries = self.inner.entries();
+            let entry = entries
+                .iter()
+                .find(|e| e.name() == name)
+                .ok_or_else(|| ManagerError::UnknownPlugin(name.to_owned()))?;
+            let state = entry.shared.state().clone();
+            (entry.library.path.clone(), state)
+        };
+        let library = match self.open_copy(&path) {
+            Ok(library) => library,
+            Err(err) => {
+                self.report_load_error(&err).await;
+                return Err(err.into());
+            }
+        };
+        tracing::info!(plugin = %name, path = %path.display(), mapped = %library.mapped.display(), "reloading plugin");
+        self.unload_locked(name).await?;
+        let new_name = match self.install_locked(library).await? {
+            Loaded::Ready(new_name) => new_name,
+            Loaded::Disabled(new_name, _) => return Ok(new_name),
+        };
+        if was != PluginState::Loaded {
+            self.start_locked(&new_name).await?;
+        }
+        Ok(new_name)
+    }
+
+    fn open_copy(&self, path: &Path) -> Result<Library, LoadError> {
+        let trusted = loader::check_trust(&self.inner.policy, path)?;
+        self.inner
+            .mapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(trusted.path().to_path_buf());
+        let dir = self.reload_dir(path)?;
+        let (_, copy) = loader::copy_for_reload(&self.inner.policy, &trusted, &dir)?;
+        loader::load_copy(&self.inner.policy, path, &copy)
+    }
+
+    // -----------------------------------------------------------------------------
+    // lifecycle events
+    // -----------------------------------------------------------------------------
+
+    /// Publishes a lifecycle event with `emit` (queued; never waits for plugin handlers).
+    async fn emit<T: TypedEvent>(&self, payload: T) {
+        let event = match Event::new(payload) {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot build lifecycle event");
+                return;
+            }
+        };
+        let event_type = event.event_type();
+        if let Err(err) = self.inner.bus.emit(event).await {
+            tracing::debug!(%event_type, error = %err, "lifecycle event not fully delivered");
+        }
+    }
+
+    async fn report_load_error(&self, err: &LoadError) {
+        tracing::warn!(path = %err.path.display(), error = %err, "plugin failed to load");
+        self.emit(PluginErrorPayload {
+            plugin: PluginRef {
+                name: String::new(),
+                version: String::new(),
+                path: err.path.display().to_string(),
+            },
+            stage: err.stage().to_owned(),
+            error: err.to_string(),
+        })
+        .await;
+    }
+
+    async fn report_load_error_named(&self, err: &LoadError, library: &Library) {
+        tracing::warn!(plugin = %library.meta.name, path = %err.path.display(), error = %err, "plugin failed to load");
+        self.emit(PluginErrorPayload {
+            plugin: plugin_ref(library),
+            stage: err.stage().to_owned(),
+            error: err.to_string(),
+        })
+        .await;
+    }
+}
+
+/// Outcome of installing a library.
+enum Loaded {
+    Ready(String),
+    Disabled(String, PathBuf),
+}
+
+/// A path's folder (canonical) and file name.
+fn path_key(path: &Path) -> Option<(PathBuf, std::ffi::OsString)> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some((
+        std::fs::canonicalize(parent).ok()?,
+        path.file_name()?.to_owned(),
+    ))
+}
+
+fn plugin_ref(library: &Library) -> PluginRef {
+    PluginRef {
+        name: library.meta.name.clone(),
+        version: library.meta.version.clone(),
+        path: library.path.display().to_string(),
+    }
+}
+
+impl Entry {
+    fn take_declared(&mut self) -> Vec<AbiSubscription> {
+        std::mem::take(&mut self.declared)
+    }
+}
+
+/// The bus interest of a declared subscription: the union of its exact types (by name, so a
+/// type not interned yet still matches whatever category it is published with), categories
+/// (unknown ones never match) and patterns.
+fn interest_of(sub: &AbiSubscription) -> Result<Interest, String> {
+    let mut interest = Interest::none();
+    for name in sub.event_types.iter() {
+        let pattern = Pattern::parse(name.as_str()).map_err(|e| e.to_string())?;
+        if !pattern.is_exact() {
+            return Err(format!("'{name}' is not an exact type name"));
+        }
+        interest = interest.or_pattern_parsed(pattern);
+    }
+    for category in sub.categories.iter() {
+        if let Some(category) = Category::from_u8(*category) {
+            interest = interest.or_category(category);
+        }
+    }
+    for pattern in sub.patterns.iter() {
+        interest = interest
+            .or_pattern(pattern.as_str())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(interest)
+}
+
+// ---------------------------------------------------------------------------------
+// the bus side of one subscription
+// ---------------------------------------------------------------------------------
+
+/// What one plugin subscription's bus handler needs.
+struct Route {
+    handler: u32,
+    filter: Option<AbiFilter>,
+    tx: mpsc::Sender<Job>,
+    shared: Arc<PluginShared>,
+    bus: Bus,
+}
+
+/// Counts a delivery as timed out if its future is dropped before the plugin answered.
+struct Waiting<'a> {
+    counters: &'a Counters,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Route {
+    async fn deliver(self: Arc<Self>, event: Event) -> Result<(), HandlerError> {
+        let counters = &self.shared.counters;
+        let payload = event
+            .payload()
+            .json_shared()
+            .map_err(|e| HandlerError::permanent(format!("cannot serialize payload: {e}")))?;
+        if let Some(filter) = &self.filter {
+            if !bridge::with_view(&event, &payload, |view| filter_matches(filter, view)) {
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        let mut waiting = Waiting {
+            counters,
+            done: false,
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Handle {
+            handler: self.handler,
+            event: event.clone(),
+            payload,
+            reply,
+        };
+        if self.tx.send(job).await.is_err() {
+            waiting.done = true;
+            return Err(HandlerError::permanent(format!(
+                "plugin '{}' is not running",
+                self.shared.plugin_ref.name
+            )));
+        }
+        let answer = answer.await;
+        waiting.done = true;
+        match answer {
+            Ok(Ok(())) => {
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                if error.is_panic() {
+                    counters.panicked.fetch_add(1, Ordering::Relaxed);
+                    self.report_first_panic(&error);
+                } else {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(bridge::handler_error(&error))
+            }
+            Err(_) => Err(HandlerError::permanent(format!(
+                "plugin '{}' ended without answering",
+                self.shared.plugin_ref.name
+            ))),
+        }
+    }
+
+    /// The first panic of an instance is published as `plugin.error` (stage `handle`).
+    fn report_first_panic(&self, error: &PluginError) {
+        if self.shared.reported_panic.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(plugin = %self.shared.plugin_ref.name, error = %error, "plugin panicked in handle");
+        let payload = PluginErrorPayload {
+            plugin: self.shared.plugin_ref.clone(),
+            stage: "handle".to_owned(),
+            error: error.to_string(),
+        };
+        match Event::new(payload) {
+            Ok(event) => {
+                if let Err(err) = self.bus.try_emit(event) {
+                    tracing::debug!(error = %err, "plugin.error not fully delivered");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot build plugin.error event"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// the plugin thread
+// ---------------------------------------------------------------------------------
+
+type Ready = oneshot::Receiver<Result<Vec<AbiSubscription>, LoadError>>;
+
+/// Starts the plugin's thread, which constructs the instance and reads its subscriptions,
+/// answering on the returned channel, then serves jobs until `Stop` or until every sender is
+/// gone.
+fn spawn_worker(
+    library: Library,
+    host: plugbus_plugin_api::HostBox,
+    config_json: String,
+    capacity: usize,
+    counters: Arc<Counters>,
+) -> Result<(Worker, Ready), LoadError> {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let name = library.meta.name.clone();
+    let path = library.path.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("plugbus-plugin-{name}"))
+        .spawn(move || run_worker(library, host, config_json, rx, ready_tx, counters))
+        .map_err(|e| {
+            LoadError::new(
+                path,
+                LoadErrorKind::ThreadFailed {
+                    name,
+                    reason: e.to_string(),
+                },
+            )
+        })?;
+    Ok((
+        Worker {
+            tx,
+            thread: Some(thread),
+        },
+        ready_rx,
+    ))
+}
+
+fn run_worker(
+    library: Library,
+    host: plugbus_plugin_api::HostBox,
+    config_json: String,
+    mut rx: mpsc::Receiver<Job>,
+    ready: oneshot::Sender<Result<Vec<AbiSubscription>, LoadError>>,
+    counters: Arc<Counters>,
+) {
+    let span = tracing::info_span!("plugin", name = %library.meta.name);
+    let _entered = span.enter();
+    let mut plugin = match loader::construct(&library, host, &config_json) {
+        Ok(plugin) => plugin,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
+        }
+    };
+    let subscriptions = match plugin.subscriptions() {
+        RResult::ROk(subs) => subs.into_vec(),
+        RResult::RErr(error) => {
+            let _ = ready.send(Err(LoadError::new(
+                &library.path,
+                LoadErrorKind::Subscriptions {
+                    name: library.meta.name.clone(),
+                    error: error.to_string(),
+                },
+            )));
+            let _ = plugin.stop();
+            return;
+        }
+    };
+    if ready.send(Ok(subscriptions)).is_err() {
+        // The manager gave up waiting (construction took too long): nobody will use us.
+        let _ = plugin.stop();
+        return;
+    }
+    while let Some(job) = rx.blocking_recv() {
+        match job {
+            Job::Start(reply) => {
+                let _ = reply.send(plugin.start().into_result());
+            }
+            Job::Handle {
+                handler,
+                event,
+                payload,
+                reply,
+            } => {
+                if reply.is_closed() {
+                    // The delivery gave up (timed out): the bus has already accounted for it.
+                    counters.abandoned.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let result = context::enter(Some(event.causation()), || {
+                    bridge::with_view(&event, &payload, |view| {
+                        plugin.handle(handler, view).into_result()
+                    })
+                });
+                let _ = reply.send(result);
+            }
+            Job::Stop(reply) => {
+                let result = plugin.stop().into_result();
+                drop(plugin);
+                let _ = reply.send(result);
+                return;
+            }
+        }
+    }
+    // Every sender is gone (the manager was dropped): stop and drop the instance.
+    if let RResult::RErr(error) = plugin.stop() {
+        tracing::warn!(error = %error, "plugin stop failed");
+    }
+}
+
+/// The outcome of a lifecycle call on a plugin thread.
+enum CallResult {
+    Done(Result<(), PluginError>),
+    TimedOut,
+    Gone,
+}
+
+/// Sends a lifecycle job and waits for its answer, at most `timeout` in all.
+async fn call(
+    tx: &mpsc::Sender<Job>,
+    make: impl FnOnce(Reply) -> Job,
+    timeout: Duration,
+) -> CallResult {
+    let (reply, answer) = oneshot::channel();
+    let job = make(reply);
+    let exchange = async {
+        if tx.send(job).await.is_err() {
+            return CallResult::Gone;
+        }
+        match answer.await {
+            Ok(result) => CallResult::Done(result),
+            Err(_) => CallResult::Gone,
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(CallResult::TimedOut)
+}
