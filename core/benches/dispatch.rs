@@ -71,6 +71,14 @@ fn sync_dispatch(c: &mut Criterion) {
             b.to_async(&rt)
                 .iter(|| async { black_box(bus.publish(ev.clone()).await.unwrap()) })
         });
+        g.bench_function("publish_poll", |b| {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            b.iter(|| {
+                let mut f = bus.publish(ev.clone());
+                black_box(std::pin::Pin::new(&mut f).poll(&mut cx))
+            })
+        });
         g.bench_function("publish_full", |b| {
             b.to_async(&rt).iter(|| async {
                 let e = Event::builder(EventType::USER_LOGIN)
