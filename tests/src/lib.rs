@@ -78,15 +78,24 @@ pub fn library_search_path() -> Vec<PathBuf> {
 
 /// The built shared library of a workspace crate.
 ///
+/// Waits a few seconds for it to appear: another cargo process sharing the target folder may
+/// be replacing it right now.
+///
 /// # Panics
 /// When it cannot be found (the message lists where it looked).
 pub fn built_library(crate_name: &str) -> PathBuf {
     let file = library_file_name(crate_name);
     let dirs = library_search_path();
-    dirs.iter()
-        .map(|d| d.join(&file))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{file} not found in {dirs:?}"))
+    let start = Instant::now();
+    loop {
+        if let Some(found) = dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()) {
+            return found;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            panic!("{file} not found in {dirs:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A private plugin directory (`0755`) inside a private temp dir, removed on drop.
