@@ -899,7 +899,7 @@ impl PluginManager {
             filter: sub.filter.clone().into_option(),
             tx: tx.clone(),
             shared: Arc::clone(shared),
-            bus: self.inner.bus.clone(),
+            manager: Arc::downgrade(&self.inner),
         });
         let id = self
             .inner
@@ -1159,12 +1159,15 @@ fn interest_of(sub: &AbiSubscription) -> Result<Interest, String> {
 // ---------------------------------------------------------------------------------
 
 /// What one plugin subscription's bus handler needs.
+///
+/// The bus owns this (through the subscription), so it holds the manager, and through it the
+/// bus, only weakly: a strong `Bus` here would keep the bus alive through its own table.
 struct Route {
     handler: u32,
     filter: Option<AbiFilter>,
     tx: mpsc::Sender<Job>,
     shared: Arc<PluginShared>,
-    bus: Bus,
+    manager: Weak<Inner>,
 }
 
 /// Counts a delivery as timed out if its future is dropped before the plugin answered.
@@ -1246,9 +1249,12 @@ impl Route {
             stage: "handle".to_owned(),
             error: error.to_string(),
         };
+        let Some(manager) = self.manager.upgrade() else {
+            return;
+        };
         match Event::new(payload) {
             Ok(event) => {
-                if let Err(err) = self.bus.try_emit(event) {
+                if let Err(err) = manager.bus.try_emit(event) {
                     tracing::debug!(error = %err, "plugin.error not fully delivered");
                 }
             }

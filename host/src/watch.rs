@@ -75,6 +75,18 @@ impl PluginManager {
         self.watch_with(DEFAULT_DEBOUNCE)
     }
 
+    /// Starts watching when the config says `plugins.watch = true`; `None` otherwise.
+    ///
+    /// # Errors
+    /// As [`watch`](Self::watch).
+    pub fn watch_if_configured(&self) -> Result<Option<Watcher>, WatchError> {
+        if self.config().plugins.watch {
+            self.watch().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Watches the configured plugin directories, applying changes after `debounce` of quiet.
     ///
     /// # Errors

@@ -188,7 +188,7 @@ async fn hot_plug_loads_reloads_and_unloads() {
     let bus = Bus::builder().build().unwrap();
     let manager = PluginManager::new(bus.clone(), dir.config("[plugins]\nwatch = true\n"));
     assert!(manager.load_all().await.is_ok());
-    let watcher = manager.watch_with(Duration::from_millis(100)).unwrap();
+    let watcher = manager.watch_if_configured().unwrap().unwrap();
     assert_eq!(watcher.directories(), [dir.path().to_path_buf()]);
 
     // Added: written beside, then renamed in (atomically, as plugin files should be).
