@@ -34,19 +34,21 @@ fn event() -> Event {
         .unwrap()
 }
 
+type SyncHandler = Arc<dyn Fn(&Event) + Send + Sync>;
+
 fn sync_dispatch(c: &mut Criterion) {
     let rt = rt();
     for n in [1usize, 4, 16] {
         let mut g = c.benchmark_group(format!("sync_n{n}"));
         g.throughput(Throughput::Elements(n as u64));
         let counter = Arc::new(AtomicU64::new(0));
-        let handlers: Vec<Arc<dyn Fn(&Event) + Send + Sync>> = (0..n)
+        let handlers: Vec<SyncHandler> = (0..n)
             .map(|_| {
                 let c = counter.clone();
                 Arc::new(move |e: &Event| {
                     black_box(e);
                     c.fetch_add(1, Ordering::Relaxed);
-                }) as Arc<dyn Fn(&Event) + Send + Sync>
+                }) as SyncHandler
             })
             .collect();
         let ev = event();

@@ -509,6 +509,28 @@ impl Bus {
         }
     }
 
+    /// Deliveries routed but not finished yet (queued, running, or waiting for a retry).
+    pub fn in_flight(&self) -> u64 {
+        let deliveries = self.shared.counters.deliveries.load(Ordering::Acquire);
+        deliveries.saturating_sub(self.shared.live_totals().finished())
+    }
+
+    /// Waits until nothing is in flight, or `timeout` passes; returns true if idle.
+    ///
+    /// Idle is a moment, not a state: handlers that publish can make the bus busy again.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// The stats of one subscription, if it is live.
     pub fn subscription_stats(&self, id: SubscriptionId) -> Option<SubscriptionStats> {
         self.stats().subscriptions.into_iter().find(|s| s.id == id)

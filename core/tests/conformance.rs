@@ -96,7 +96,8 @@ async fn twenty_types_in_parallel_each_subscriber_sees_exactly_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_subscription_order_is_kept_under_emit_with_concurrent_publishers() {
     let bus = Bus::builder().mailbox_capacity(64).build().unwrap();
-    let logs: Vec<Arc<Mutex<Vec<(usize, usize)>>>> = (0..4).map(|_| Arc::default()).collect();
+    type Log = Arc<Mutex<Vec<(usize, usize)>>>;
+    let logs: Vec<Log> = (0..4).map(|_| Arc::default()).collect();
     for (i, log) in logs.iter().enumerate() {
         let log = log.clone();
         let slow = i == 0;

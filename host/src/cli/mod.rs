@@ -1,0 +1,103 @@
+//! Command-line parsing and dispatch.
+
+mod audit;
+mod demo;
+mod plugins;
+mod run;
+mod session;
+mod summary;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// plugbus: an in-process event bus extended by plugins loaded from shared libraries.
+#[derive(Debug, Parser)]
+#[command(name = "plugbus", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// The configuration file (plugbus.toml). Without it, defaults apply.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log filter, in `RUST_LOG` syntax (e.g. `info`, `plugbus=debug,plugin=trace`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        default_value = "warn,plugin=info"
+    )]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish JSON Lines events from a file or stdin through the bus to the loaded plugins.
+    Run(run::RunArgs),
+    /// Run a built-in scenario (logins, logouts, data changes, a brute-force attempt).
+    Demo(demo::DemoArgs),
+    /// List or inspect plugin files without starting them.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+    /// Audit-log tools.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// How a command ended, beyond fatal errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// Everything worked.
+    Clean,
+    /// The command completed, but something failed on the way (reported already).
+    WithErrors,
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("plugbus-rt")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plugbus: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(cli.config.as_deref(), args).await,
+            Command::Demo(args) => demo::demo(cli.config.as_deref(), args).await,
+            Command::Plugins(cmd) => plugins::plugins(cli.config.as_deref(), cmd),
+            Command::Audit(cmd) => audit::audit(cmd),
+        }
+    });
+    // Plugin threads that hung are abandoned, not joined: do not wait for them on exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(Finish::Clean) => ExitCode::SUCCESS,
+        Ok(Finish::WithErrors) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("plugbus: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal as _;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
+}

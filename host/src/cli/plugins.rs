@@ -1,0 +1,119 @@
+//! `plugbus plugins list|inspect`: load and handshake plugin files without starting them.
+
+use super::{session, Finish};
+use clap::Subcommand;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use plugbus_host::{Inspection, TrustPolicy};
+use plugbus_plugin_api::abi::ABI_VERSION;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginsCommand {
+    /// Every `.so` in the plugin directories (the config's, or those given), checked and
+    /// handshaken: name, version, interface version, compatible or not and why.
+    List {
+        /// Directories to list instead of the config's.
+        #[arg(value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// One plugin file in detail.
+    Inspect {
+        /// The `.so` file.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Also apply the trust checks (directory, permissions, symlinks, pins) of the config.
+        #[arg(long)]
+        trust: bool,
+    },
+}
+
+fn verdict(i: &Inspection) -> String {
+    match &i.result {
+        Ok(()) => "compatible".into(),
+        Err(e) => format!("incompatible: {}", e.kind),
+    }
+}
+
+pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Result<Finish> {
+    let mut config = session::load_config(config)?;
+    match cmd {
+        PluginsCommand::List { dirs } => {
+            session::override_dirs(&mut config, &dirs)?;
+            let policy = TrustPolicy::from_config(&config);
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header(vec!["file", "name", "version", "interface", "status"]);
+            let mut any_bad = false;
+            let mut files: Vec<PathBuf> = Vec::new();
+            for dir in &policy.directories {
+                let entries = std::fs::read_dir(dir).map_err(|e| {
+                    anyhow::anyhow!("cannot read plugin directory '{}': {e}", dir.display())
+                })?;
+                for entry in entries.flatten() {
+                    let p = entry.path();
+                    if p.extension().is_some_and(|x| x == "so") {
+                        files.push(p);
+                    }
+                }
+            }
+            files.sort();
+            for path in files {
+                let i = plugbus_host::inspect_with_policy(&policy, &path);
+                any_bad |= !i.is_compatible();
+                let (name, version, abi) = match &i.meta {
+                    Some(m) => (
+                        m.name.clone(),
+                        m.version.clone(),
+                        format!("{}.{}", m.abi.0, m.abi.1),
+                    ),
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                t.add_row(vec![
+                    path.file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    name,
+                    version,
+                    abi,
+                    verdict(&i),
+                ]);
+            }
+            println!("{t}");
+            println!("host interface version {}.{}", ABI_VERSION.0, ABI_VERSION.1);
+            Ok(if any_bad {
+                Finish::WithErrors
+            } else {
+                Finish::Clean
+            })
+        }
+        PluginsCommand::Inspect { path, trust } => {
+            let i = if trust {
+                plugbus_host::inspect_with_policy(&TrustPolicy::from_config(&config), &path)
+            } else {
+                plugbus_host::inspect(&path)
+            };
+            println!("file:        {}", i.path.display());
+            println!("sha256:      {}", i.sha256.as_deref().unwrap_or("-"));
+            if let Some(m) = &i.meta {
+                println!("name:        {}", m.name);
+                println!("version:     {}", m.version);
+                println!("description: {}", m.description);
+                println!(
+                    "interface:   {}.{} (host {}.{})",
+                    m.abi.0, m.abi.1, ABI_VERSION.0, ABI_VERSION.1
+                );
+            }
+            match &i.result {
+                Ok(()) => {
+                    println!("status:      compatible");
+                    Ok(Finish::Clean)
+                }
+                Err(e) => {
+                    println!("status:      incompatible");
+                    println!("reason:      {e}");
+                    Ok(Finish::WithErrors)
+                }
+            }
+        }
+    }
+}

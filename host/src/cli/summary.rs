@@ -1,0 +1,120 @@
+//! The end-of-run summary: events per type, per-handler outcomes, plugins, alerts, the account.
+
+use super::session::Outcome;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use std::time::Duration;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.iter().map(Cell::new));
+    t
+}
+
+fn right(t: &mut Table, from: usize) {
+    let n = t.column_count();
+    for i in from..n {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+fn micros(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e6))
+}
+
+pub(crate) fn print(o: &Outcome) {
+    println!("\nEvents on the bus, by type");
+    let mut t = table(&["type", "count"]);
+    for (ty, n) in &o.seen {
+        t.add_row(vec![ty.clone(), n.to_string()]);
+    }
+    right(&mut t, 1);
+    println!("{t}");
+
+    println!("\nDeliveries, by handler");
+    let mut t = table(&[
+        "handler",
+        "delivered",
+        "skipped",
+        "failed",
+        "timed out",
+        "panicked",
+        "dead-lettered",
+        "p50 ms",
+        "p99 ms",
+    ]);
+    for s in &o.stats.subscriptions {
+        let x = s.totals;
+        t.add_row(vec![
+            s.name.clone(),
+            x.delivered.to_string(),
+            x.skipped.to_string(),
+            (x.failed).to_string(),
+            x.timed_out.to_string(),
+            x.panicked.to_string(),
+            x.dead_lettered.to_string(),
+            micros(s.p50),
+            micros(s.p99),
+        ]);
+    }
+    right(&mut t, 1);
+    println!("{t}");
+
+    println!("\nPlugins");
+    let mut t = table(&[
+        "plugin",
+        "version",
+        "state",
+        "handled",
+        "failed",
+        "panicked",
+        "timed out",
+        "published",
+        "file",
+    ]);
+    for p in &o.plugins {
+        let c = p.counters;
+        t.add_row(vec![
+            p.name.clone(),
+            p.version.clone(),
+            p.state.to_string(),
+            c.delivered.to_string(),
+            c.failed.to_string(),
+            c.panicked.to_string(),
+            c.timed_out.to_string(),
+            c.published.to_string(),
+            p.path.display().to_string(),
+        ]);
+    }
+    println!("{t}");
+    for err in &o.load.errors {
+        println!("  load error: {err}");
+    }
+
+    println!("\nSecurity alerts raised: {}", o.alerts.len());
+    for a in &o.alerts {
+        println!(
+            "  [{:?}] {} (user '{}', ip '{}', count {})",
+            a.severity, a.message, a.user_id, a.ip, a.count
+        );
+    }
+
+    let a = &o.account;
+    let x = a.totals;
+    println!(
+        "\nAccount: {} accepted = {} filtered + {} unrouted + {} routed; {} deliveries = {} delivered + {} skipped + {} failed + {} dead-lettered; {} in flight -> {}",
+        a.accepted,
+        a.filtered,
+        a.unrouted,
+        a.routed,
+        a.deliveries,
+        x.delivered,
+        x.skipped,
+        x.failed,
+        x.dead_lettered,
+        a.in_flight,
+        if a.is_balanced() { "balanced" } else { "NOT balanced" }
+    );
+}
