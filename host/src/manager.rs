@@ -26,7 +26,7 @@
 //!    plugin. Waiting keeps events in order and lets a slow plugin slow only its own
 //!    mailboxes; failing at once would turn every burst into dead letters;
 //! 4. awaits the plugin's answer on a oneshot channel. [`PluginError`] becomes a
-//!    [`HandlerError`](plugbus::HandlerError): retryable stays retryable, the rest are permanent,
+//!    [`HandlerError`]: retryable stays retryable, the rest are permanent,
 //!    a panic keeps its message (`panicked: ...`).
 //!
 //! A hung plugin blocks only its own thread: the bus's timeout fires, records `TimedOut`, the
@@ -45,7 +45,7 @@
 //! The first panic of an instance in `handle` publishes one `plugin.error` (stage `handle`);
 //! later ones are only counted, so a plugin that panics on `plugin.error` cannot loop.
 //!
-//! Libraries are never unloaded (see [`loader`](crate::loader)): unloading a plugin stops it,
+//! Libraries are never unloaded (see [`loader`]): unloading a plugin stops it,
 //! removes its subscriptions and drops its object. A file mapped once and loaded again (a
 //! reload, or a file replaced at the same path) is loaded from a private copy.
 //!
@@ -549,8 +549,9 @@ impl PluginManager {
     /// Loads the plugin's file again from a private copy and replaces the running instance
     /// with a new one (started if the old one was running or stopped).
     ///
-    /// The new file is checked (trust, ABI, interface) before the old instance is touched: a
-    /// broken update leaves the old one running.
+    /// The new file is checked (trust, ABI, interface) before the old instance is touched: an
+    /// update that fails those checks leaves the old one running. If the new instance then
+    /// fails to construct or start, the failure is reported and the old one is gone.
     ///
     /// # Errors
     /// Unknown plugin; the new file cannot be loaded; the new instance fails to start.
@@ -1067,8 +1068,21 @@ impl PluginManager {
             }
         };
         let event_type = event.event_type();
-        if let Err(err) = self.inner.bus.emit(event).await {
-            tracing::debug!(%event_type, error = %err, "lifecycle event not fully delivered");
+        // A full mailbox waits (the bus's timeouts keep it moving), but never past the
+        // lifecycle timeout: a lifecycle event must not wedge the manager.
+        match tokio::time::timeout(
+            self.inner.options.lifecycle_timeout,
+            self.inner.bus.emit(event),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(%event_type, error = %err, "lifecycle event not fully delivered");
+            }
+            Err(_) => {
+                tracing::warn!(%event_type, "lifecycle event still waiting for mailbox space; gave up")
+            }
         }
     }
 
