@@ -307,7 +307,7 @@ impl Entry {
             queue_depth: self
                 .worker
                 .as_ref()
-                .map(|w| w.tx.max_capacity() - w.tx.capacity())
+                .map(|w| w.tx.max_capacity().saturating_sub(w.tx.capacity()))
                 .unwrap_or(0),
         }
     }
@@ -1418,4 +1418,83 @@ async fn call(
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(CallResult::TimedOut)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use plugbus::EventType;
+    use plugbus_plugin_api::abi_stable::std_types::{ROption, RString, RVec};
+
+    fn sub(types: &[&str], categories: &[u8], patterns: &[&str]) -> AbiSubscription {
+        AbiSubscription {
+            handler: 0,
+            event_types: types.iter().map(|t| RString::from(*t)).collect::<RVec<_>>(),
+            categories: categories.iter().copied().collect::<RVec<_>>(),
+            patterns: patterns
+                .iter()
+                .map(|p| RString::from(*p))
+                .collect::<RVec<_>>(),
+            filter: ROption::RNone,
+            timeout_ms: 0,
+        }
+    }
+
+    #[test]
+    fn interest_is_the_union_of_types_categories_and_patterns() {
+        let i = interest_of(&sub(
+            &["user.login"],
+            &[Category::System as u8],
+            &["data.*"],
+        ))
+        .unwrap();
+        assert!(i.matches(EventType::USER_LOGIN));
+        assert!(!i.matches(EventType::USER_LOGOUT));
+        assert!(i.matches(EventType::SYSTEM_STARTUP));
+        assert!(i.matches(EventType::DATA_DELETED));
+        assert!(!i.matches(EventType::PLUGIN_LOADED));
+    }
+
+    #[test]
+    fn a_type_not_interned_yet_matches_whatever_its_category() {
+        let i = interest_of(&sub(&["manager.test_late_type"], &[], &[])).unwrap();
+        let late = EventType::new("manager.test_late_type", Category::Business).unwrap();
+        assert!(i.matches(late));
+    }
+
+    #[test]
+    fn unknown_categories_match_nothing_and_bad_names_are_errors() {
+        assert!(interest_of(&sub(&[], &[200], &[])).unwrap().is_empty());
+        assert!(interest_of(&sub(&["user.*"], &[], &[])).is_err());
+        assert!(interest_of(&sub(&[], &[], &["us*"])).is_err());
+    }
+
+    #[test]
+    fn options_follow_the_config_breaker() {
+        let config = Config::from_toml_str(
+            "[bus.circuit_breaker]\nfailure_threshold = 9\ncool_down = \"2s\"\n",
+            "t",
+        )
+        .unwrap();
+        let options = ManagerOptions::from_config(&config);
+        assert_eq!(
+            options.breaker,
+            BreakerConfig::new(9, Duration::from_secs(2))
+        );
+        let options = ManagerOptions::from_config(&Config::default());
+        assert_eq!(
+            options.breaker,
+            BreakerConfig::new(3, Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn states_display() {
+        assert_eq!(PluginState::Running.to_string(), "running");
+        assert_eq!(
+            PluginState::Failed("boom".into()).to_string(),
+            "failed: boom"
+        );
+    }
 }

@@ -37,6 +37,8 @@ pub mod crates {
     pub const REENTRANT: &str = "plugbus-fixture-reentrant";
     /// A shared library without a plugin root module.
     pub const NO_ROOT: &str = "plugbus-fixture-no-root";
+    /// A declarative filter on handler 3, handler 7 unfiltered; publishes `test.seen`.
+    pub const FILTERED: &str = "plugbus-fixture-filtered";
 }
 
 /// `lib<name>.so` (platform prefix and suffix) for a crate name.

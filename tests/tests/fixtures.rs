@@ -474,3 +474,61 @@ async fn reentrant_publishing_carries_causation_over_two_levels() {
     );
     manager.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_filters_and_handler_indices_are_honoured() {
+    let dir = PluginDir::new();
+    let path = dir.add(crates::FILTERED);
+    let bus = Bus::builder().build().unwrap();
+    let seen = Recorder::subscribe(
+        &bus,
+        EventType::new("test.seen", Category::Custom).unwrap(),
+        "seen",
+    );
+    let manager = PluginManager::new(bus.clone(), dir.config(""));
+    manager.load_and_start(&path).await.unwrap();
+    let status = manager.status("fixture-filtered").unwrap();
+    assert_eq!(
+        status.subscriptions,
+        ["fixture-filtered/3", "fixture-filtered/7"]
+    );
+
+    let filtered = EventType::new("test.filtered", Category::Custom).unwrap();
+    for keep in ["yes", "no", "yes"] {
+        let event = Event::builder(filtered)
+            .json(&format!(r#"{{"keep":"{keep}"}}"#))
+            .build()
+            .unwrap();
+        let report = bus.publish(event).await.unwrap();
+        // A filtered-out event is a successful no-op for the bus.
+        assert!(report.all_delivered(), "{report:?}");
+    }
+    bus.publish(custom("test.other")).await.unwrap();
+    bus.publish(custom("test.unrelated")).await.unwrap();
+
+    assert!(seen.wait_until(WAIT, |e| e.len() == 3).await);
+    let handled: Vec<(u64, String)> = seen
+        .events()
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(e.data_json().unwrap()).unwrap();
+            (
+                v["handler"].as_u64().unwrap(),
+                v["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        handled,
+        [
+            (3, "test.filtered".to_owned()),
+            (3, "test.filtered".to_owned()),
+            (7, "test.other".to_owned())
+        ]
+    );
+    let counters = manager.status("fixture-filtered").unwrap().counters;
+    assert_eq!(counters.delivered, 3);
+    assert_eq!(counters.skipped, 1);
+    assert_eq!(counters.published, 3);
+    manager.shutdown().await;
+}
