@@ -202,6 +202,19 @@ fn event_new(c: &mut Criterion) {
             )
         })
     });
+    g.bench_function("bare", |b| {
+        b.iter(|| black_box(Event::builder(EventType::USER_LOGIN).build().unwrap()))
+    });
+    g.bench_function("source_only", |b| {
+        b.iter(|| {
+            black_box(
+                Event::builder(EventType::USER_LOGIN)
+                    .source("bench")
+                    .build()
+                    .unwrap(),
+            )
+        })
+    });
     g.bench_function("event_id_only", |b| {
         b.iter(|| black_box(plugbus::EventId::new()))
     });

@@ -15,7 +15,7 @@ use plugbus_contract::{keys, Category, TypedEvent};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use triomphe::{Arc, UniqueArc};
 
 /// The source given to events built without one.
 pub const DEFAULT_SOURCE: &str = "local";
@@ -64,26 +64,33 @@ impl Event {
     /// A builder for an event of `event_type`.
     pub fn builder(event_type: EventType) -> EventBuilder {
         EventBuilder {
-            event_type: Ok(event_type),
-            schema_version: 1,
-            payload: Payload::empty(),
-            id: None,
-            timestamp_nanos: None,
-            correlation_id: None,
-            causation_id: None,
-            source: CompactString::const_new(DEFAULT_SOURCE),
-            metadata: Metadata::new(),
+            inner: UniqueArc::new(EventInner {
+                id: EventId::nil(),
+                event_type,
+                timestamp_nanos: UNSET_TIME,
+                schema_version: 1,
+                correlation_id: None,
+                causation_id: None,
+                source: CompactString::const_new(DEFAULT_SOURCE),
+                metadata: Metadata::new(),
+                payload: Payload::empty(),
+            }),
             error: None,
         }
     }
 
     /// A builder for an event carrying a typed payload.
     pub fn builder_typed<T: TypedEvent>(payload: T) -> EventBuilder {
-        let mut b = Event::builder(EventType::USER_LOGIN);
-        b.event_type = EventType::of::<T>().map_err(EventError::from);
-        b.schema_version = T::SCHEMA_VERSION;
-        b.payload = Payload::typed(payload);
-        b
+        match EventType::of::<T>() {
+            Ok(t) => Event::builder(t)
+                .schema_version(T::SCHEMA_VERSION)
+                .payload(Payload::typed(payload)),
+            Err(e) => {
+                let mut b = Event::builder(EventType::SYSTEM_STARTUP);
+                b.fail(e.into());
+                b
+            }
+        }
     }
 
     /// The id.
@@ -222,77 +229,93 @@ impl fmt::Debug for Event {
     }
 }
 
+/// Marks a timestamp the builder was not given (the event gets its id's creation time).
+const UNSET_TIME: i64 = i64::MIN;
+
 /// Builds an [`Event`]; see [`Event::builder`].
-#[derive(Debug)]
+///
+/// The builder owns the event's one allocation from the start and fills it in place, so chaining
+/// setters moves two pointers, not the envelope.
 #[must_use = "call build() to get the event"]
 pub struct EventBuilder {
-    event_type: Result<EventType, EventError>,
-    schema_version: u32,
-    payload: Payload,
-    id: Option<EventId>,
-    timestamp_nanos: Option<i64>,
-    correlation_id: Option<EventId>,
-    causation_id: Option<EventId>,
-    source: CompactString,
-    metadata: Metadata,
-    error: Option<EventError>,
+    inner: UniqueArc<EventInner>,
+    error: Option<Box<EventError>>,
+}
+
+impl fmt::Debug for EventBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBuilder")
+            .field("type", &self.inner.event_type.name())
+            .field("source", &self.inner.source.as_str())
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EventBuilder {
+    fn fields(&mut self) -> &mut EventInner {
+        &mut self.inner
+    }
+
+    fn fail(&mut self, e: EventError) {
+        if self.error.is_none() {
+            self.error = Some(Box::new(e));
+        }
+    }
+
     /// Who publishes it. The default is [`DEFAULT_SOURCE`].
     pub fn source(mut self, source: &str) -> Self {
-        self.source = CompactString::new(source);
+        self.fields().source = CompactString::new(source);
         self
     }
 
     /// The payload. The default is none.
     pub fn payload(mut self, payload: Payload) -> Self {
-        self.payload = payload;
+        self.fields().payload = payload;
         self
     }
 
     /// A typed payload (does not change the event type).
-    pub fn data<T: TypedEvent>(mut self, value: T) -> Self {
-        self.payload = Payload::typed(value);
-        self
+    pub fn data<T: TypedEvent>(self, value: T) -> Self {
+        self.payload(Payload::typed(value))
     }
 
-    /// A payload given as JSON text; checked at [`build`](Self::build).
+    /// A payload given as JSON text; checked now, reported at [`build`](Self::build).
     pub fn json(mut self, json: &str) -> Self {
         match Payload::from_json(json.as_bytes()) {
-            Ok(p) => self.payload = p,
-            Err(e) => self.error = Some(e.into()),
+            Ok(p) => self.fields().payload = p,
+            Err(e) => self.fail(e.into()),
         }
         self
     }
 
     /// A given id instead of a fresh one (replays, bridges).
     pub fn id(mut self, id: EventId) -> Self {
-        self.id = Some(id);
+        self.fields().id = id;
         self
     }
 
     /// A given time (nanoseconds since the Unix epoch) instead of now.
     pub fn timestamp_unix_nanos(mut self, nanos: i64) -> Self {
-        self.timestamp_nanos = Some(nanos);
+        self.fields().timestamp_nanos = nanos;
         self
     }
 
     /// The payload's schema version. The default is 1 (or `T::SCHEMA_VERSION` for typed payloads).
     pub fn schema_version(mut self, version: u32) -> Self {
-        self.schema_version = version;
+        self.fields().schema_version = version;
         self
     }
 
     /// Sets the correlation id explicitly.
     pub fn correlation_id(mut self, id: EventId) -> Self {
-        self.correlation_id = Some(id);
+        self.fields().correlation_id = Some(id);
         self
     }
 
     /// Sets the causation id explicitly (automatic propagation then leaves it alone).
     pub fn causation_id(mut self, id: EventId) -> Self {
-        self.causation_id = Some(id);
+        self.fields().causation_id = Some(id);
         self
     }
 
@@ -301,25 +324,21 @@ impl EventBuilder {
         self.metadata(keys::REQUEST_ID, id)
     }
 
-    /// Adds a metadata entry. `correlation_id` and `causation_id` must be UUIDs (checked at
-    /// [`build`](Self::build)).
+    /// Adds a metadata entry. `correlation_id` and `causation_id` must be UUIDs (checked now,
+    /// reported at [`build`](Self::build)).
     pub fn metadata(mut self, key: &str, value: &str) -> Self {
-        let id_slot = match key {
-            keys::CORRELATION_ID => Some(&mut self.correlation_id),
-            keys::CAUSATION_ID => Some(&mut self.causation_id),
+        let parsed = match key {
+            keys::CORRELATION_ID | keys::CAUSATION_ID => Some(value.parse::<EventId>()),
             _ => None,
         };
-        match id_slot {
-            Some(slot) => match value.parse::<EventId>() {
-                Ok(id) => *slot = Some(id),
-                Err(e) => {
-                    self.error = Some(EventError::InvalidMetadata {
-                        key: key.to_owned(),
-                        reason: format!("not a UUID: {e}"),
-                    })
-                }
-            },
-            None => self.metadata.insert(key, value),
+        match parsed {
+            Some(Ok(id)) if key == keys::CORRELATION_ID => self.fields().correlation_id = Some(id),
+            Some(Ok(id)) => self.fields().causation_id = Some(id),
+            Some(Err(e)) => self.fail(EventError::InvalidMetadata {
+                key: key.to_owned(),
+                reason: format!("not a UUID: {e}"),
+            }),
+            None => self.fields().metadata.insert(key, value),
         }
         self
     }
@@ -329,30 +348,24 @@ impl EventBuilder {
     /// # Errors
     /// The type was invalid, a JSON payload did not parse, or a well-known metadata id was not a
     /// UUID.
-    pub fn build(self) -> Result<Event, EventError> {
-        if let Some(e) = self.error {
-            return Err(e);
+    pub fn build(mut self) -> Result<Event, EventError> {
+        if let Some(e) = self.error.take() {
+            return Err(*e);
         }
-        let event_type = self.event_type?;
-        let (id, nanos) = match (self.id, self.timestamp_nanos) {
-            (Some(id), Some(t)) => (id, t),
-            (Some(id), None) => (id, crate::id::unix_nanos_now()),
-            (None, t) => {
+        let inner = self.fields();
+        let nil = inner.id == EventId::nil();
+        match (nil, inner.timestamp_nanos == UNSET_TIME) {
+            (true, unset) => {
                 let (id, now) = new_id_and_time();
-                (id, t.unwrap_or(now))
+                inner.id = id;
+                if unset {
+                    inner.timestamp_nanos = now;
+                }
             }
-        };
-        Ok(Event(Arc::new(EventInner {
-            id,
-            event_type,
-            timestamp_nanos: nanos,
-            schema_version: self.schema_version,
-            correlation_id: self.correlation_id,
-            causation_id: self.causation_id,
-            source: self.source,
-            metadata: self.metadata,
-            payload: self.payload,
-        })))
+            (false, true) => inner.timestamp_nanos = crate::id::unix_nanos_now(),
+            (false, false) => {}
+        }
+        Ok(Event(self.inner.shareable()))
     }
 }
 
