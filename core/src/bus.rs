@@ -452,6 +452,30 @@ impl Bus {
         }
     }
 
+    /// Removes a subscription and waits, at most `timeout`, until the events already in its
+    /// mailbox have been delivered. Returns false if the id was unknown or the wait timed out
+    /// (the mailbox keeps draining in the background either way).
+    ///
+    /// Use it before tearing down what a handler depends on (a plugin about to stop), so that
+    /// nothing queued for it fails for that reason.
+    pub async fn unsubscribe_drained(&self, id: SubscriptionId, timeout: Duration) -> bool {
+        let Some(sub) = self.shared.remove(id) else {
+            return false;
+        };
+        let task = sub.mailbox.task.lock().take();
+        match task {
+            None => true,
+            Some(mut task) => match tokio::time::timeout(timeout, &mut task).await {
+                Ok(_) => true,
+                Err(_) => {
+                    // Still draining: hand the task back so shutdown can still account for it.
+                    *sub.mailbox.task.lock() = Some(task);
+                    false
+                }
+            },
+        }
+    }
+
     /// Adds a bus-wide filter: events it rejects are dropped before routing and counted as
     /// filtered.
     pub fn add_filter(&self, filter: impl Into<Filter>) -> FilterId {

@@ -147,9 +147,18 @@ pub(crate) fn not_delivered(
 fn outcome_of(a: Attempt) -> Outcome {
     match a {
         Attempt::Ok => Outcome::Delivered,
-        Attempt::Err(e) => Outcome::Failed(e),
+        Attempt::Err(e) => failed(e),
         Attempt::TimedOut(Elapsed(d)) => Outcome::TimedOut(d),
         Attempt::Panicked(m) => Outcome::Panicked(m),
+    }
+}
+
+/// The outcome of a final handler error: a reported panic counts as a panic.
+fn failed(e: HandlerError) -> Outcome {
+    if e.is_panic() {
+        Outcome::Panicked(Arc::from(e.message()))
+    } else {
+        Outcome::Failed(e)
     }
 }
 
@@ -195,9 +204,7 @@ pub(crate) fn start(
                 Ok(Err(e)) if retryable(sub, &e, 1) => {
                     Started::Continue(Continue::Retry(e, t0.unwrap_or_else(Instant::now)))
                 }
-                Ok(Err(e)) => {
-                    Started::Done(not_delivered(shared, sub, event, Outcome::Failed(e), 1))
-                }
+                Ok(Err(e)) => Started::Done(not_delivered(shared, sub, event, failed(e), 1)),
                 Err(p) => Started::Done(not_delivered(
                     shared,
                     sub,
@@ -224,7 +231,7 @@ pub(crate) fn start(
                     Started::Continue(Continue::Retry(e, t0))
                 }
                 Ok(Poll::Ready(Err(e))) => {
-                    Started::Done(not_delivered(shared, sub, event, Outcome::Failed(e), 1))
+                    Started::Done(not_delivered(shared, sub, event, failed(e), 1))
                 }
                 Ok(Poll::Pending) => Started::Continue(Continue::Pending(fut, t0)),
                 Err(p) => Started::Done(not_delivered(

@@ -27,6 +27,7 @@ pub struct HandlerError(Arc<ErrorInner>);
 struct ErrorInner {
     message: String,
     retryable: bool,
+    panicked: bool,
 }
 
 impl HandlerError {
@@ -35,6 +36,7 @@ impl HandlerError {
         HandlerError(Arc::new(ErrorInner {
             message: message.to_string(),
             retryable: true,
+            panicked: false,
         }))
     }
 
@@ -43,7 +45,24 @@ impl HandlerError {
         HandlerError(Arc::new(ErrorInner {
             message: message.to_string(),
             retryable: false,
+            panicked: false,
         }))
+    }
+
+    /// A handler that panicked somewhere the bus could not catch it itself (another thread, a
+    /// plugin behind an ABI) reports it with this: the delivery's outcome is then
+    /// [`Outcome::Panicked`](crate::Outcome::Panicked), never retried.
+    pub fn panicked(message: impl fmt::Display) -> HandlerError {
+        HandlerError(Arc::new(ErrorInner {
+            message: message.to_string(),
+            retryable: false,
+            panicked: true,
+        }))
+    }
+
+    /// True for errors made with [`HandlerError::panicked`].
+    pub fn is_panic(&self) -> bool {
+        self.0.panicked
     }
 
     /// True if the retry policy may try again.

@@ -44,10 +44,13 @@ pub fn with_view<R>(event: &Event, payload: &[u8], f: impl FnOnce(&EventView<'_>
     f(&view)
 }
 
-/// Maps a plugin's error to the bus's: only [`PluginError::Retryable`] may be retried; the
-/// message keeps the kind (`panicked: <panic message>`).
+/// Maps a plugin's error to the bus's: only [`PluginError::Retryable`] may be retried, a
+/// panic is reported as one (the delivery's outcome is `Panicked`); the message keeps the kind
+/// (`panicked: <panic message>`).
 pub fn handler_error(error: &PluginError) -> HandlerError {
-    if error.is_retryable() {
+    if error.is_panic() {
+        HandlerError::panicked(error)
+    } else if error.is_retryable() {
         HandlerError::retryable(error)
     } else {
         HandlerError::permanent(error)
@@ -191,6 +194,7 @@ mod tests {
         assert!(e.is_retryable());
         let e = handler_error(&PluginError::panicked("boom"));
         assert!(!e.is_retryable());
+        assert!(e.is_panic());
         assert_eq!(e.message(), "panicked: boom");
     }
 

@@ -916,7 +916,7 @@ impl PluginManager {
     }
 
     async fn stop_locked(&self, name: &str) -> Result<(), ManagerError> {
-        let (worker, shared) = {
+        let (worker, shared, subscriptions) = {
             let mut entries = self.inner.entries();
             let entry = entries
                 .iter_mut()
@@ -929,11 +929,21 @@ impl PluginManager {
                 return Ok(());
             }
             entry.shared.set_state(PluginState::Stopping);
-            for (id, _) in entry.subscriptions.drain(..) {
-                self.inner.bus.unsubscribe(id);
-            }
-            (entry.worker.take(), Arc::clone(&entry.shared))
+            let subscriptions: Vec<_> = entry.subscriptions.drain(..).map(|(id, _)| id).collect();
+            (
+                entry.worker.take(),
+                Arc::clone(&entry.shared),
+                subscriptions,
+            )
         };
+        // Deliver what is already queued for the plugin before it stops, so that nothing
+        // routed to it fails because it stopped (the lifecycle timeout bounds the wait).
+        for id in subscriptions {
+            self.inner
+                .bus
+                .unsubscribe_drained(id, self.inner.options.lifecycle_timeout)
+                .await;
+        }
         let plugin = shared.plugin_ref.clone();
         let Some(mut worker) = worker else {
             shared.set_state(PluginState::Stopped);

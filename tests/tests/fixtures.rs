@@ -57,8 +57,8 @@ async fn a_panicking_plugin_is_reported_and_others_get_every_event() {
         assert_eq!(outcomes.len(), 2, "{outcomes:?}");
         assert!(outcomes.contains(&&Outcome::Delivered), "{outcomes:?}");
         assert!(
-            outcomes.iter().any(|o| matches!(o, Outcome::Failed(e)
-                if e.message() == "panicked: fixture-panicker panics on test.ping")),
+            outcomes.iter().any(|o| matches!(o, Outcome::Panicked(m)
+                if &**m == "panicked: fixture-panicker panics on test.ping")),
             "{outcomes:?}"
         );
     }
@@ -93,7 +93,8 @@ async fn a_panicking_plugin_is_reported_and_others_get_every_event() {
         .iter()
         .find(|s| s.name == "fixture-panicker/0")
         .unwrap();
-    assert_eq!(sub.totals.errors, n);
+    assert_eq!(sub.totals.panicked, n);
+    assert_eq!(sub.totals.errors, 0);
     assert_eq!(sub.totals.dead_lettered, n);
 
     // The host keeps working.

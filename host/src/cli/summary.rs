@@ -42,8 +42,8 @@ pub(crate) fn print(o: &Outcome) {
         "timed out",
         "panicked",
         "dead-lettered",
-        "p50 ms",
-        "p99 ms",
+        "p50 µs",
+        "p99 µs",
     ]);
     for s in &o.stats.subscriptions {
         let x = s.totals;
