@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch.
 
 mod audit;
+mod bench;
 mod demo;
 mod plugins;
 mod run;
@@ -44,6 +45,8 @@ enum Command {
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Measure what a delivery costs, beside in-run baselines (use a release build).
+    Bench(bench::BenchArgs),
 }
 
 /// How a command ended, beyond fatal errors.
@@ -75,6 +78,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(cli.config.as_deref(), args).await,
             Command::Plugins(cmd) => plugins::plugins(cli.config.as_deref(), cmd),
             Command::Audit(cmd) => audit::audit(cmd),
+            Command::Bench(args) => bench::bench(args).await,
         }
     });
     // Plugin threads that hung are abandoned, not joined: do not wait for them on exit.
