@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
+use tracing::Instrument as _;
 
 /// Matching subscriptions for one event type, in subscription order.
 pub(crate) type Route = Arc<[Arc<Sub>]>;
@@ -365,13 +366,16 @@ impl Bus {
                     Started::Continue(how) => {
                         pending.push((
                             report.deliveries.len(),
-                            Box::pin(dispatch::finish(
-                                Arc::clone(shared),
-                                Arc::clone(sub),
-                                event.clone(),
-                                ctx,
-                                how,
-                            )),
+                            Box::pin(
+                                dispatch::finish(
+                                    Arc::clone(shared),
+                                    Arc::clone(sub),
+                                    event.clone(),
+                                    ctx,
+                                    how,
+                                )
+                                .instrument(dispatch::span(sub, event)),
+                            ),
                         ));
                         report.deliveries.push(DeliveryReport {
                             subscription: sub.id,
@@ -395,8 +399,17 @@ impl Bus {
     /// The bus is shutting down, or some mailboxes rejected the event (it was enqueued for every
     /// other match); the event is handed back.
     pub async fn emit(&self, event: Event) -> Result<(), PublishError> {
-        let event = self.shared.admit(event)?;
-        let (waiting, rejected) = self.shared.enqueue(&event);
+        let span = tracing::trace_span!(
+            "plugbus.emit",
+            event_type = event.event_type().name(),
+            event_id = %event.id(),
+        );
+        let (event, waiting, rejected) = {
+            let _entered = span.enter();
+            let event = self.shared.admit(event)?;
+            let (waiting, rejected) = self.shared.enqueue(&event);
+            (event, waiting, rejected)
+        };
         for sub in waiting {
             match sub.mailbox.push_wait(event.clone()).await {
                 Push::Queued => {}
@@ -424,6 +437,12 @@ impl Bus {
     /// # Errors
     /// The bus is shutting down, or some mailboxes were full; the event is handed back.
     pub fn try_emit(&self, event: Event) -> Result<(), PublishError> {
+        let span = tracing::trace_span!(
+            "plugbus.emit",
+            event_type = event.event_type().name(),
+            event_id = %event.id(),
+        );
+        let _entered = span.enter();
         let event = self.shared.admit(event)?;
         let (waiting, mut rejected) = self.shared.enqueue(&event);
         for sub in waiting {
@@ -653,6 +672,12 @@ impl std::future::Future for Publish<'_> {
         let this = &mut *self;
         match std::mem::replace(&mut this.state, PublishState::Done) {
             PublishState::Start(event) => {
+                let span = tracing::trace_span!(
+                    "plugbus.publish",
+                    event_type = event.event_type().name(),
+                    event_id = %event.id(),
+                );
+                let _entered = span.enter();
                 let event = match this.bus.shared.admit(event) {
                     Ok(e) => e,
                     Err(e) => return Poll::Ready(Err(e)),

@@ -27,6 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+use tracing::Instrument as _;
 
 /// The result of one handler call.
 enum Attempt {
@@ -333,8 +334,26 @@ pub(crate) async fn finish(
     }
 }
 
+/// The span of one delivery that goes beyond the synchronous pass (mailbox deliveries, and
+/// publish deliveries that wait, retry or block). Inline sync deliveries are covered by the
+/// publish span: a span each would cost more than the handler.
+pub(crate) fn span(sub: &Sub, event: &Event) -> tracing::Span {
+    tracing::trace_span!(
+        "plugbus.dispatch",
+        subscriber = &*sub.name,
+        subscription = sub.id.as_u64(),
+        event_type = event.event_type().name(),
+        event_id = %event.id(),
+    )
+}
+
 /// Delivers `event` to `sub` from start to end (the mailbox path).
 pub(crate) async fn deliver(shared: &Arc<Shared>, sub: &Arc<Sub>, event: Event) -> DeliveryReport {
+    let span = span(sub, &event);
+    deliver_in(shared, sub, event).instrument(span).await
+}
+
+async fn deliver_in(shared: &Arc<Shared>, sub: &Arc<Sub>, event: Event) -> DeliveryReport {
     let ctx = Some(event.causation());
     let started = std::future::poll_fn(|cx| {
         Poll::Ready(context::enter(ctx, || {
