@@ -41,10 +41,9 @@ impl PublishSync {
     /// `fresh`: build a new event per publish (the full path) instead of cloning one.
     pub(super) fn new(n: usize, fresh: bool) -> anyhow::Result<PublishSync> {
         let bus = Bus::builder().build()?;
-        let counter = Arc::new(AtomicU64::new(0));
         for _ in 0..n {
             bus.subscribe(EventType::USER_LOGIN)
-                .handle(counting_handler(&counter))?;
+                .handle(counting_handler())?;
         }
         let event = if fresh { None } else { Some(prebuilt_event()?) };
         Ok(PublishSync { bus, event })
@@ -81,15 +80,14 @@ pub(super) struct PublishAsync {
 impl PublishAsync {
     pub(super) fn new(n: usize, event: Event) -> anyhow::Result<PublishAsync> {
         let bus = Bus::builder().build()?;
-        let counter = Arc::new(AtomicU64::new(0));
         for _ in 0..n {
-            let c = Arc::clone(&counter);
+            let c = Arc::new(AtomicU64::new(0));
             bus.subscribe(EventType::USER_LOGIN)
                 .handle_async(move |e: Event| {
                     let c = Arc::clone(&c);
                     async move {
                         black_box(&e);
-                        c.fetch_add(1, Ordering::Relaxed);
+                        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                     }
                 })?;
         }
@@ -182,7 +180,6 @@ impl Scale {
     pub(super) fn new(types: usize, patterns: usize) -> anyhow::Result<Scale> {
         let patterns = patterns.max(1);
         let bus = Bus::builder().build()?;
-        let counter = Arc::new(AtomicU64::new(0));
         let root = format!("bench{types}");
         let per_group = types.div_ceil(patterns);
         let mut events = Vec::with_capacity(types);
@@ -190,12 +187,12 @@ impl Scale {
             let name = format!("{root}.g{}.t{}", i / per_group, i % per_group);
             let t = EventType::new(&name, Category::Custom)
                 .with_context(|| format!("event type {name}"))?;
-            bus.subscribe(t).handle(counting_handler(&counter))?;
+            bus.subscribe(t).handle(counting_handler())?;
             events.push(Event::builder(t).source("bench").build()?);
         }
         for g in 0..patterns {
             bus.subscribe_pattern(&format!("{root}.g{g}.*"))
-                .handle(counting_handler(&counter))?;
+                .handle(counting_handler())?;
         }
         Ok(Scale {
             bus,
