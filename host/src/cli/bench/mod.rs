@@ -312,6 +312,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<Finish> {
     if let Some(path) = &args.json {
         let doc = json!({
             "commit": commit,
+            "dirty": dirty(),
             "machine": machine,
             "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             "quick": args.quick,
@@ -506,6 +507,17 @@ fn commit() -> String {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Whether the work tree differs from `commit` (`None` outside a git work tree).
+fn dirty() -> Option<bool> {
+    std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| !o.stdout.is_empty())
 }
 
 fn machine() -> Value {
