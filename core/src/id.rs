@@ -105,6 +105,21 @@ thread_local! {
     static ANCHOR: Cell<(u64, i64)> = const { Cell::new((0, 0)) };
 }
 
+/// A monotonic instant from the time-stamp counter, for latency measurements: a few
+/// nanoseconds to read, against ~25 for `std::time::Instant` on a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Instant(u64);
+
+impl Instant {
+    pub(crate) fn now() -> Instant {
+        Instant(CLOCK.raw())
+    }
+
+    pub(crate) fn elapsed(self) -> std::time::Duration {
+        std::time::Duration::from_nanos(CLOCK.delta_as_nanos(self.0, CLOCK.raw()))
+    }
+}
+
 /// Current Unix time in nanoseconds.
 ///
 /// Reading the system clock costs ~35 ns on a VM; events need a timestamp each, so each thread

@@ -251,7 +251,7 @@ pub struct SubscriptionStats {
     pub mailbox_depth: usize,
     /// Its mailbox's capacity.
     pub mailbox_capacity: usize,
-    /// Latency samples taken (every slow-path delivery, 1 in 16 inline sync deliveries).
+    /// Latency samples taken (every slow-path delivery; inline sync deliveries of 1 publish in 64).
     pub latency_samples: u64,
     /// Median handler latency.
     pub p50: Option<Duration>,
