@@ -289,9 +289,27 @@ impl Shared {
 /// A thread-safe event bus. Cloning is cheap; clones share everything.
 ///
 /// See the [crate docs](crate) for which publishing method to use when.
+///
+/// # Dropping
+/// When the last `Bus` handle is dropped without [`shutdown`](Bus::shutdown), every mailbox is
+/// closed: what is queued is still delivered, then the mailbox tasks end and the bus's memory is
+/// freed. A handler that captures a `Bus` clone keeps the bus alive (as any reference cycle
+/// would); call `shutdown` to end such a bus.
 #[derive(Clone)]
 pub struct Bus {
     shared: Arc<Shared>,
+    _lifeline: Arc<Lifeline>,
+}
+
+/// Held only by user-facing handles: its drop means nobody can publish any more.
+struct Lifeline(Arc<Shared>);
+
+impl Drop for Lifeline {
+    fn drop(&mut self) {
+        for sub in self.0.subs() {
+            sub.mailbox.close();
+        }
+    }
 }
 
 impl fmt::Debug for Bus {
@@ -897,8 +915,10 @@ impl BusBuilder {
             owned_runtime: Mutex::new(owned),
             shutdown_report: Mutex::new(None),
         };
+        let shared = Arc::new(shared);
         Ok(Bus {
-            shared: Arc::new(shared),
+            _lifeline: Arc::new(Lifeline(Arc::clone(&shared))),
+            shared,
         })
     }
 }

@@ -806,3 +806,42 @@ fn a_bus_that_owns_its_runtime_works_from_plain_threads() {
         Err(plugbus::BuildError::NoRuntime)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_drains_the_mailboxes_and_frees_the_bus() {
+    let bus = Bus::builder().build().unwrap();
+    let delivered = Arc::new(AtomicU32::new(0));
+    let token = Arc::new(());
+    let (d, t) = (delivered.clone(), token.clone());
+    bus.subscribe(EventType::DATA_CREATED)
+        .handle_async(move |_| {
+            let d = d.clone();
+            let _keep = t.clone();
+            async move {
+                tokio::task::yield_now().await;
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    for _ in 0..100 {
+        bus.emit(ev(EventType::DATA_CREATED)).await.unwrap();
+    }
+    let weak = Arc::downgrade(&token);
+    drop(token);
+    drop(bus);
+    for _ in 0..500 {
+        if weak.upgrade().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        delivered.load(Ordering::SeqCst),
+        100,
+        "queued events are still delivered"
+    );
+    assert!(
+        weak.upgrade().is_none(),
+        "the handler (and the bus) were freed"
+    );
+}
