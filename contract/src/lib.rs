@@ -17,8 +17,8 @@
 
 mod category;
 mod name;
-pub mod payload;
 mod pattern;
+pub mod payload;
 pub mod types;
 
 pub use category::{Category, ParseCategoryError};

@@ -46,10 +46,7 @@ pub fn validate_type_name(name: &str) -> Result<(), TypeNameError> {
         return Err(TypeNameError::Empty);
     }
     if name.len() > MAX_TYPE_NAME_LEN {
-        let cut = name
-            .char_indices()
-            .nth(32)
-            .map_or(name.len(), |(i, _)| i);
+        let cut = name.char_indices().nth(32).map_or(name.len(), |(i, _)| i);
         return Err(TypeNameError::TooLong {
             name: name[..cut].to_owned(),
             len: name.len(),
@@ -77,7 +74,13 @@ mod tests {
 
     #[test]
     fn accepts_dotted_lowercase_names() {
-        for ok in ["user.login", "a", "data.created", "x-y.z_9", "security.alert"] {
+        for ok in [
+            "user.login",
+            "a",
+            "data.created",
+            "x-y.z_9",
+            "security.alert",
+        ] {
             assert_eq!(validate_type_name(ok), Ok(()), "{ok}");
         }
     }

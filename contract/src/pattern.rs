@@ -50,9 +50,7 @@ impl Pattern {
                 continue;
             }
             if seg.contains('*') {
-                return Err(err(format!(
-                    "'*' must be a whole segment, found '{seg}'"
-                )));
+                return Err(err(format!("'*' must be a whole segment, found '{seg}'")));
             }
         }
         // Validate the literal parts with the type-name grammar by substituting the wildcards.

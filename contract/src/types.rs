@@ -70,7 +70,12 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), BUILTIN_TYPES.len());
-        let count = |c| BUILTIN_TYPES[..BUILTIN_COUNT].iter().filter(|(_, k)| *k == c).count();
+        let count = |c| {
+            BUILTIN_TYPES[..BUILTIN_COUNT]
+                .iter()
+                .filter(|(_, k)| *k == c)
+                .count()
+        };
         assert_eq!(count(Category::Lifecycle), 5);
         assert_eq!(count(Category::System), 3);
         assert_eq!(count(Category::Business), 5);
