@@ -73,6 +73,7 @@ impl FromStr for Category {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

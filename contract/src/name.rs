@@ -69,6 +69,7 @@ pub fn validate_type_name(name: &str) -> Result<(), TypeNameError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

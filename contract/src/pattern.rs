@@ -127,6 +127,7 @@ impl From<Pattern> for String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

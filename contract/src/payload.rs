@@ -229,6 +229,7 @@ pub struct SecurityAlert {
 typed!(SecurityAlert, types::SECURITY_ALERT, Business);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

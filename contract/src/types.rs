@@ -58,6 +58,7 @@ pub const BUILTIN_TYPES: [(&str, Category); 15] = [
 pub const BUILTIN_COUNT: usize = 13;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
