@@ -62,6 +62,23 @@ impl Table {
     }
 }
 
+/// The event a mailbox task is delivering. If the task is stopped mid-delivery (shutdown's
+/// deadline aborts it), dropping this records the delivery as not made, so the account still
+/// balances; a delivery that finished has taken the event out first.
+struct InHand<'a> {
+    shared: &'a Shared,
+    sub: &'a Sub,
+    event: Option<Event>,
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        if let Some(event) = self.event.take() {
+            dispatch::not_delivered(self.shared, self.sub, &event, Outcome::Shutdown, 0);
+        }
+    }
+}
+
 /// Event-level counters; delivery-level ones live on each subscription.
 #[derive(Debug, Default)]
 pub(crate) struct BusCounters {
@@ -175,9 +192,16 @@ impl Shared {
             let handle = self.runtime.spawn(async move {
                 loop {
                     while let Some(event) = s.mailbox.pop() {
-                        *s.mailbox.current.lock() = Some(event.clone());
-                        dispatch::deliver(&shared, &s, event).await;
-                        *s.mailbox.current.lock() = None;
+                        let mut in_hand = InHand {
+                            shared: &shared,
+                            sub: &s,
+                            event: Some(event),
+                        };
+                        if let Some(event) = &in_hand.event {
+                            dispatch::deliver(&shared, &s, event).await;
+                        }
+                        // Same poll as the delivery's outcome: an abort cannot fall in between.
+                        in_hand.event = None;
                     }
                     if s.mailbox.is_closed() && s.mailbox.len() == 0 {
                         break;
@@ -619,7 +643,7 @@ impl Bus {
                         .counters
                         .deliveries
                         .fetch_add(1, Ordering::Relaxed);
-                    let r = dispatch::deliver(&self.shared, &sub, letter.event.clone()).await;
+                    let r = dispatch::deliver(&self.shared, &sub, &letter.event).await;
                     out.replayed.push((letter.event.id(), r));
                 }
                 None => out.orphaned.push(letter),

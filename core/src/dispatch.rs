@@ -348,23 +348,23 @@ pub(crate) fn span(sub: &Sub, event: &Event) -> tracing::Span {
 }
 
 /// Delivers `event` to `sub` from start to end (the mailbox path).
-pub(crate) async fn deliver(shared: &Arc<Shared>, sub: &Arc<Sub>, event: Event) -> DeliveryReport {
-    let span = span(sub, &event);
+pub(crate) async fn deliver(shared: &Arc<Shared>, sub: &Arc<Sub>, event: &Event) -> DeliveryReport {
+    let span = span(sub, event);
     deliver_in(shared, sub, event).instrument(span).await
 }
 
-async fn deliver_in(shared: &Arc<Shared>, sub: &Arc<Sub>, event: Event) -> DeliveryReport {
+async fn deliver_in(shared: &Arc<Shared>, sub: &Arc<Sub>, event: &Event) -> DeliveryReport {
     let ctx = Some(event.causation());
     let started = std::future::poll_fn(|cx| {
         Poll::Ready(context::enter(ctx, || {
-            start(shared, sub, &event, sample(), cx)
+            start(shared, sub, event, sample(), cx)
         }))
     })
     .await;
     match started {
         Started::Done(r) => r,
         Started::Continue(how) => {
-            finish(Arc::clone(shared), Arc::clone(sub), event, ctx, how).await
+            finish(Arc::clone(shared), Arc::clone(sub), event.clone(), ctx, how).await
         }
     }
 }

@@ -63,8 +63,6 @@ pub(crate) struct Mailbox {
     closed: AtomicBool,
     started: AtomicBool,
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
-    /// The event the drain task is delivering, for shutdown's account.
-    pub(crate) current: Mutex<Option<Event>>,
 }
 
 impl Mailbox {
@@ -77,7 +75,6 @@ impl Mailbox {
             closed: AtomicBool::new(false),
             started: AtomicBool::new(false),
             task: Mutex::new(None),
-            current: Mutex::new(None),
         }
     }
 

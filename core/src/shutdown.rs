@@ -112,21 +112,17 @@ impl Bus {
             }
         }
 
-        let mut dead_at_shutdown = 0;
+        let dead_before = shared.live_totals().dead_lettered;
         if deadline_reached {
             for (_, task) in tasks.iter_mut() {
                 task.abort();
             }
             for (sub, task) in tasks {
-                // A sync handler cannot be interrupted: give it a moment, then move on.
+                // The aborted task records the delivery it was making as not made when it is
+                // dropped. A sync handler cannot be interrupted: give it a moment, then move on.
                 let _ = tokio::time::timeout(Duration::from_millis(100), task).await;
-                let interrupted = sub.mailbox.current.lock().take();
-                let queued = std::iter::from_fn(|| sub.mailbox.pop());
-                for event in interrupted.into_iter().chain(queued) {
-                    let r = dispatch::not_delivered(shared, sub, &event, Outcome::Shutdown, 0);
-                    if r.dead_lettered {
-                        dead_at_shutdown += 1;
-                    }
+                while let Some(event) = sub.mailbox.pop() {
+                    dispatch::not_delivered(shared, sub, &event, Outcome::Shutdown, 0);
                 }
             }
         }
@@ -142,7 +138,7 @@ impl Bus {
             deliveries,
             totals,
             in_flight: deliveries.saturating_sub(totals.finished()),
-            dead_lettered_at_shutdown: dead_at_shutdown,
+            dead_lettered_at_shutdown: totals.dead_lettered - dead_before,
             deadline_reached,
             elapsed: started.elapsed(),
         };
