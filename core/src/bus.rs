@@ -79,22 +79,12 @@ impl Drop for InHand<'_> {
     }
 }
 
-/// Event-level counters; delivery-level ones live on each subscription.
-#[derive(Debug, Default)]
-pub(crate) struct BusCounters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) filtered: AtomicU64,
-    pub(crate) unrouted: AtomicU64,
-    pub(crate) routed: AtomicU64,
-    pub(crate) deliveries: AtomicU64,
-}
-
 pub(crate) struct Shared {
     table: ArcSwap<Table>,
     write: Mutex<()>,
     next_id: AtomicU64,
     pub(crate) accepting: AtomicBool,
-    pub(crate) counters: BusCounters,
+    pub(crate) counters: crate::counters::BusCounters,
     pub(crate) retired: Arc<Retired>,
     pub(crate) known: Mutex<Vec<Weak<Sub>>>,
     pub(crate) dead_letters: DeadLetterQueue,
@@ -221,9 +211,9 @@ impl Shared {
     /// waits until every accepted event has been filtered, found unrouted or routed.
     #[inline]
     fn admit(&self, event: Event) -> Result<Event, PublishError> {
-        self.counters.accepted.fetch_add(1, Ordering::SeqCst);
+        self.counters.accept();
         if !self.accepting.load(Ordering::SeqCst) {
-            self.counters.accepted.fetch_sub(1, Ordering::SeqCst);
+            self.counters.unaccept();
             return Err(PublishError {
                 kind: PublishErrorKind::ShuttingDown,
                 event,
@@ -237,11 +227,8 @@ impl Shared {
 
     /// True once every accepted event has finished routing.
     pub(crate) fn routing_settled(&self) -> bool {
-        let c = &self.counters;
-        let done = c.filtered.load(Ordering::Acquire)
-            + c.unrouted.load(Ordering::Acquire)
-            + c.routed.load(Ordering::Acquire);
-        done >= c.accepted.load(Ordering::SeqCst)
+        let t = self.counters.totals();
+        t.filtered + t.unrouted + t.routed >= t.accepted
     }
 
     /// Enqueues into every matching mailbox without waiting. Returns the subscriptions whose
@@ -251,7 +238,7 @@ impl Shared {
         let mut rejected = Vec::new();
         let table = self.table.load();
         if !table.filters.iter().all(|(_, f)| f.matches(event)) {
-            self.counters.filtered.fetch_add(1, Ordering::Release);
+            self.counters.filtered();
             return (waiting, rejected);
         }
         let owned;
@@ -263,12 +250,10 @@ impl Shared {
             }
         };
         if route.is_empty() {
-            self.counters.unrouted.fetch_add(1, Ordering::Release);
+            self.counters.unrouted();
             return (waiting, rejected);
         }
-        self.counters
-            .deliveries
-            .fetch_add(route.len() as u64, Ordering::Relaxed);
+        self.counters.deliveries(route.len() as u64);
         for sub in route.iter() {
             self.ensure_drain(sub);
             match sub.mailbox.try_push(event.clone(), sub.overflow) {
@@ -291,7 +276,7 @@ impl Shared {
             }
         }
         // Last, so that shutdown seeing it routed also sees its deliveries counted.
-        self.counters.routed.fetch_add(1, Ordering::Release);
+        self.counters.routed();
         (waiting, rejected)
     }
 
@@ -379,7 +364,7 @@ impl Bus {
         let mut pending: Vec<(usize, PendingDelivery)> = Vec::new();
         let table = shared.table.load();
         if !table.filters.iter().all(|(_, f)| f.matches(event)) {
-            shared.counters.filtered.fetch_add(1, Ordering::Release);
+            shared.counters.filtered();
             return (PublishReport::filtered(event.id()), pending);
         }
         let owned;
@@ -392,13 +377,10 @@ impl Bus {
         };
         let mut report = PublishReport::new(event.id(), route.len());
         if route.is_empty() {
-            shared.counters.unrouted.fetch_add(1, Ordering::Release);
+            shared.counters.unrouted();
             return (report, pending);
         }
-        shared
-            .counters
-            .deliveries
-            .fetch_add(route.len() as u64, Ordering::Relaxed);
+        shared.counters.deliveries(route.len() as u64);
         let ctx = Some(event.causation());
         let timed = dispatch::sample();
         context::enter(ctx, || {
@@ -429,7 +411,7 @@ impl Bus {
                 }
             }
         });
-        shared.counters.routed.fetch_add(1, Ordering::Release);
+        shared.counters.routed();
         (report, pending)
     }
 
@@ -578,15 +560,17 @@ impl Bus {
                 }
             })
             .collect();
+        // Outcomes first, then deliveries: a delivery that starts and ends in between is then
+        // over-counted as in flight, never under-counted.
         let totals = s.live_totals();
-        let deliveries = s.counters.deliveries.load(Ordering::Acquire);
+        let c = s.counters.totals();
         BusStats {
-            accepted: s.counters.accepted.load(Ordering::Acquire),
-            filtered: s.counters.filtered.load(Ordering::Acquire),
-            unrouted: s.counters.unrouted.load(Ordering::Acquire),
-            routed: s.counters.routed.load(Ordering::Acquire),
-            deliveries,
-            in_flight: deliveries.saturating_sub(totals.finished()),
+            accepted: c.accepted,
+            filtered: c.filtered,
+            unrouted: c.unrouted,
+            routed: c.routed,
+            deliveries: c.deliveries,
+            in_flight: c.deliveries.saturating_sub(totals.finished()),
             totals,
             dead_letter_len: s.dead_letters.len(),
             dead_letter_evicted: s.dead_letters.evicted(),
@@ -596,8 +580,13 @@ impl Bus {
 
     /// Deliveries routed but not finished yet (queued, running, or waiting for a retry).
     pub fn in_flight(&self) -> u64 {
-        let deliveries = self.shared.counters.deliveries.load(Ordering::Acquire);
-        deliveries.saturating_sub(self.shared.live_totals().finished())
+        // Outcomes first (see `stats`).
+        let finished = self.shared.live_totals().finished();
+        self.shared
+            .counters
+            .totals()
+            .deliveries
+            .saturating_sub(finished)
     }
 
     /// Waits until nothing is in flight, or `timeout` passes; returns true if idle.
@@ -639,10 +628,7 @@ impl Bus {
         for letter in self.drain_dead_letters() {
             match self.shared.find(letter.subscription) {
                 Some(sub) => {
-                    self.shared
-                        .counters
-                        .deliveries
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.counters.deliveries(1);
                     let r = dispatch::deliver(&self.shared, &sub, &letter.event).await;
                     out.replayed.push((letter.event.id(), r));
                 }
@@ -923,7 +909,7 @@ impl BusBuilder {
             write: Mutex::new(()),
             next_id: AtomicU64::new(1),
             accepting: AtomicBool::new(true),
-            counters: BusCounters::default(),
+            counters: crate::counters::BusCounters::default(),
             retired: Arc::new(Retired::default()),
             known: Mutex::new(Vec::new()),
             dead_letters: DeadLetterQueue::new(self.dead_letter_capacity, self.sink),

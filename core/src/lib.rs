@@ -63,6 +63,7 @@
 
 mod bus;
 pub mod context;
+mod counters;
 mod dead_letter;
 mod dispatch;
 mod error;

@@ -87,7 +87,7 @@ impl Bus {
             .source("plugbus")
             .build()
         {
-            shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            shared.counters.accept();
             let (waiting, _rejected) = shared.enqueue(&e);
             for sub in waiting {
                 // Do not wait for space at shutdown: a full mailbox dead-letters the notice.
@@ -128,16 +128,15 @@ impl Bus {
         }
 
         let totals = shared.live_totals();
-        let c = &shared.counters;
-        let deliveries = c.deliveries.load(Ordering::Acquire);
+        let c = shared.counters.totals();
         let report = ShutdownReport {
-            accepted: c.accepted.load(Ordering::Acquire),
-            filtered: c.filtered.load(Ordering::Acquire),
-            unrouted: c.unrouted.load(Ordering::Acquire),
-            routed: c.routed.load(Ordering::Acquire),
-            deliveries,
+            accepted: c.accepted,
+            filtered: c.filtered,
+            unrouted: c.unrouted,
+            routed: c.routed,
+            deliveries: c.deliveries,
             totals,
-            in_flight: deliveries.saturating_sub(totals.finished()),
+            in_flight: c.deliveries.saturating_sub(totals.finished()),
             dead_lettered_at_shutdown: totals.dead_lettered - dead_before,
             deadline_reached,
             elapsed: started.elapsed(),
