@@ -100,27 +100,35 @@ impl Bus {
             sub.mailbox.close();
         }
         let until = tokio::time::Instant::from_std(started + deadline);
+        // (subscription, its task, whether the task has been awaited to completion)
         let mut tasks: Vec<_> = subs
             .iter()
-            .filter_map(|s| s.mailbox.task.lock().take().map(|t| (s, t)))
+            .filter_map(|s| s.mailbox.task.lock().take().map(|t| (s, t, false)))
             .collect();
         let mut deadline_reached = false;
-        for (_, task) in tasks.iter_mut() {
-            if !task.is_finished() && tokio::time::timeout_at(until, task).await.is_err() {
-                deadline_reached = true;
-                break;
+        for (_, task, done) in tasks.iter_mut() {
+            match tokio::time::timeout_at(until, &mut *task).await {
+                Ok(_) => *done = true,
+                Err(_) => {
+                    deadline_reached = true;
+                    break;
+                }
             }
         }
 
         let dead_before = shared.live_totals().dead_lettered;
         if deadline_reached {
-            for (_, task) in tasks.iter_mut() {
-                task.abort();
+            for (_, task, done) in tasks.iter_mut() {
+                if !*done {
+                    task.abort();
+                }
             }
-            for (sub, task) in tasks {
-                // The aborted task records the delivery it was making as not made when it is
-                // dropped. A sync handler cannot be interrupted: give it a moment, then move on.
-                let _ = tokio::time::timeout(Duration::from_millis(100), task).await;
+            for (sub, task, done) in tasks {
+                if !done {
+                    // The aborted task records the deliveries it was making as not made when
+                    // it is dropped. A sync handler cannot be interrupted: give it a moment.
+                    let _ = tokio::time::timeout(Duration::from_millis(100), task).await;
+                }
                 while let Some(event) = sub.mailbox.pop() {
                     dispatch::not_delivered(shared, sub, &event, Outcome::Shutdown, 0);
                 }
