@@ -16,6 +16,7 @@ use crate::subscription::{Defaults, DeliveryReport, Outcome, Sub, SubscriptionId
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::fmt;
+use std::future::Future as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::Poll;
@@ -59,6 +60,75 @@ impl Table {
         self.routes
             .get(t.index())
             .map(|slot| slot.get_or_init(|| self.resolve(t)))
+    }
+}
+
+/// A mailbox task: one delivery at a time, in order.
+async fn drain_in_order(shared: Arc<Shared>, s: Arc<Sub>) {
+    loop {
+        while let Some(event) = s.mailbox.pop() {
+            let mut in_hand = InHand {
+                shared: &shared,
+                sub: &s,
+                event: Some(event),
+            };
+            if let Some(event) = &in_hand.event {
+                dispatch::deliver(&shared, &s, event).await;
+            }
+            // Same poll as the delivery's outcome: an abort cannot fall in between.
+            in_hand.event = None;
+        }
+        if s.mailbox.is_closed() && s.mailbox.len() == 0 {
+            break;
+        }
+        s.mailbox.wait_for_work().await;
+    }
+}
+
+/// One delivery from start to end, owning what it needs (for the pipelined task).
+async fn deliver_owned(shared: Arc<Shared>, s: Arc<Sub>, event: Event) {
+    let mut in_hand = InHand {
+        shared: &shared,
+        sub: &s,
+        event: Some(event),
+    };
+    if let Some(event) = &in_hand.event {
+        dispatch::deliver(&shared, &s, event).await;
+    }
+    in_hand.event = None;
+}
+
+/// A mailbox task that keeps up to `max_in_flight` deliveries going. Each delivery is started
+/// (polled once) in mailbox order before the next is taken, so a handler whose first poll hands
+/// the event on in order (a plugin's FIFO queue) sees the mailbox's order, while the waits for
+/// its answers overlap.
+async fn drain_pipelined(shared: Arc<Shared>, s: Arc<Sub>) {
+    use futures_util::stream::{FuturesUnordered, StreamExt as _};
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < s.max_in_flight {
+            let Some(event) = s.mailbox.pop() else { break };
+            let mut delivery = Box::pin(deliver_owned(Arc::clone(&shared), Arc::clone(&s), event));
+            let started = std::future::poll_fn(|cx| Poll::Ready(delivery.as_mut().poll(cx))).await;
+            if started.is_pending() {
+                running.push(delivery);
+            }
+        }
+        if running.is_empty() {
+            if s.mailbox.is_closed() && s.mailbox.len() == 0 {
+                break;
+            }
+            s.mailbox.wait_for_work().await;
+            continue;
+        }
+        if running.len() < s.max_in_flight {
+            tokio::select! {
+                _ = running.next() => {}
+                () = s.mailbox.wait_for_work() => {}
+            }
+        } else {
+            running.next().await;
+        }
     }
 }
 
@@ -179,26 +249,11 @@ impl Shared {
         if sub.mailbox.claim_start() {
             let shared = Arc::clone(self);
             let s = Arc::clone(sub);
-            let handle = self.runtime.spawn(async move {
-                loop {
-                    while let Some(event) = s.mailbox.pop() {
-                        let mut in_hand = InHand {
-                            shared: &shared,
-                            sub: &s,
-                            event: Some(event),
-                        };
-                        if let Some(event) = &in_hand.event {
-                            dispatch::deliver(&shared, &s, event).await;
-                        }
-                        // Same poll as the delivery's outcome: an abort cannot fall in between.
-                        in_hand.event = None;
-                    }
-                    if s.mailbox.is_closed() && s.mailbox.len() == 0 {
-                        break;
-                    }
-                    s.mailbox.wait_for_work().await;
-                }
-            });
+            let handle = if s.max_in_flight <= 1 {
+                self.runtime.spawn(drain_in_order(shared, s))
+            } else {
+                self.runtime.spawn(drain_pipelined(shared, s))
+            };
             *sub.mailbox.task.lock() = Some(handle);
         }
     }

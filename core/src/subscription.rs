@@ -50,6 +50,7 @@ pub(crate) struct Sub {
     pub(crate) dedup: Option<Dedup>,
     pub(crate) dead_letter: bool,
     pub(crate) overflow: Overflow,
+    pub(crate) max_in_flight: usize,
     pub(crate) mailbox: Mailbox,
     pub(crate) counters: SubCounters,
     pub(crate) retired: Arc<Retired>,
@@ -188,6 +189,7 @@ pub struct SubscriptionBuilder<'a> {
     dead_letter: Option<bool>,
     overflow: Option<Overflow>,
     mailbox_capacity: Option<usize>,
+    max_in_flight: usize,
 }
 
 impl fmt::Debug for SubscriptionBuilder<'_> {
@@ -213,6 +215,7 @@ impl<'a> SubscriptionBuilder<'a> {
             dead_letter: None,
             overflow: None,
             mailbox_capacity: None,
+            max_in_flight: 1,
         }
     }
 
@@ -274,6 +277,19 @@ impl<'a> SubscriptionBuilder<'a> {
     /// Mailbox capacity for `emit`. The default is the bus's (1024).
     pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
         self.mailbox_capacity = Some(capacity);
+        self
+    }
+
+    /// How many mailbox deliveries may be in progress at once. The default is 1: each delivery
+    /// ends before the next starts.
+    ///
+    /// With more, the mailbox task still *starts* deliveries in order (each is polled once before
+    /// the next is taken), then lets their waits overlap. Use it for handlers whose first poll
+    /// hands the event on to something that keeps order itself, such as a worker thread with a
+    /// FIFO queue, so throughput is not bounded by one round trip per event. Each delivery keeps
+    /// its own timeout. `publish` is not affected.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
         self
     }
 
@@ -369,6 +385,7 @@ impl<'a> SubscriptionBuilder<'a> {
             dedup: self.dedup.map(Dedup::new),
             dead_letter: self.dead_letter.unwrap_or(d.dead_letter),
             overflow: self.overflow.unwrap_or(d.overflow),
+            max_in_flight: self.max_in_flight,
             mailbox: Mailbox::new(capacity),
             counters: SubCounters::default(),
             retired: Arc::clone(&shared.retired),

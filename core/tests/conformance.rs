@@ -845,3 +845,54 @@ async fn dropping_the_last_handle_drains_the_mailboxes_and_frees_the_bus() {
         "the handler (and the bus) were freed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_mailboxes_start_in_order_overlap_waits_and_still_balance() {
+    let bus = Bus::builder().build().unwrap();
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let s = started.clone();
+    bus.subscribe(EventType::DATA_UPDATED)
+        .name("pipelined")
+        .max_in_flight(64)
+        .mailbox_capacity(1024)
+        .handle_async(move |e: Event| {
+            // Recorded at the first poll, before any await: this is the hand-off point.
+            s.lock()
+                .push(e.metadata().get("seq").unwrap().parse::<usize>().unwrap());
+            async move { tokio::time::sleep(Duration::from_millis(20)).await }
+        })
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    for i in 0..200 {
+        bus.emit(seq_event(EventType::DATA_UPDATED, 0, i))
+            .await
+            .unwrap();
+    }
+    assert!(bus.wait_idle(Duration::from_secs(10)).await);
+    let elapsed = t0.elapsed();
+    assert_eq!(
+        *started.lock(),
+        (0..200).collect::<Vec<_>>(),
+        "started in mailbox order"
+    );
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "waits overlapped: {elapsed:?} (4 s if serial)"
+    );
+    assert_eq!(bus.stats().totals.delivered, 200);
+
+    // Hung deliveries in flight when shutdown's deadline passes are accounted for too.
+    bus.subscribe(EventType::DATA_DELETED)
+        .name("pipelined-hung")
+        .max_in_flight(8)
+        .timeout(Duration::from_secs(600))
+        .handle_async(|_| std::future::pending::<()>())
+        .unwrap();
+    for _ in 0..20 {
+        bus.emit(ev(EventType::DATA_DELETED)).await.unwrap();
+    }
+    let report = bus.shutdown(Duration::from_millis(100)).await;
+    assert!(report.deadline_reached);
+    assert!(report.is_balanced(), "{report:?}");
+    assert_eq!(report.dead_lettered_at_shutdown, 20);
+}

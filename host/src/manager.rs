@@ -82,6 +82,10 @@ use crate::error::{LoadError, LoadErrorKind, ManagerError};
 use crate::loader::{self, Library, ReloadDir};
 use crate::trust::{TrustPolicy, TrustedFile};
 
+/// Most deliveries one plugin subscription keeps waiting for answers at once (each holds a slot
+/// of the plugin's queue and a timer).
+const MAX_IN_FLIGHT: usize = 256;
+
 /// Tuning of the manager that the config file does not cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagerOptions {
@@ -909,6 +913,16 @@ impl PluginManager {
             .name(sub_name.clone())
             .timeout(timeout)
             .circuit_breaker(self.inner.options.breaker)
+            // Deliveries hand their job to the plugin's FIFO queue at their first poll, in
+            // mailbox order; letting several wait for answers at once keeps that order while the
+            // plugin thread works through its queue without a round trip per event.
+            .max_in_flight(
+                self.inner
+                    .config
+                    .plugins
+                    .queue_capacity
+                    .clamp(1, MAX_IN_FLIGHT),
+            )
             .handle_async(move |event: Event| Arc::clone(&route).deliver(event))
             .map_err(|e| sub_err(e.to_string()))?;
         tracing::debug!(plugin = %name, subscription = %sub_name, ?timeout, "plugin subscribed");

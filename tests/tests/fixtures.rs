@@ -194,34 +194,22 @@ async fn a_hung_plugin_times_out_opens_its_circuit_and_blocks_only_itself() {
         "{:?}",
         manager.status("audit-logger")
     );
-    // The hanger's six: three time out (200 ms each), then the circuit is open.
+    // The hanger's six are all in flight at once (its mailbox pipelines into its queue), so all
+    // six time out together after 200 ms and are dead-lettered; the circuit is then open.
     let hanger = "fixture-hanger/0";
-    assert!(
-        wait_until(WAIT, || bus
-            .dead_letters()
-            .iter()
+    let hanger_letters = || -> Vec<plugbus::DeadLetter> {
+        bus.dead_letters()
+            .into_iter()
             .filter(|l| &*l.subscriber == hanger)
-            .count()
-            == 6)
-        .await
-    );
-    let letters: Vec<_> = bus
-        .dead_letters()
-        .into_iter()
-        .filter(|l| &*l.subscriber == hanger)
-        .collect();
-    let reasons: Vec<&DeadLetterReason> = letters.iter().map(|l| &l.reason).collect();
+            .collect()
+    };
+    assert!(wait_until(WAIT, || hanger_letters().len() == 6).await);
+    let letters = hanger_letters();
     assert!(
-        reasons[..3].iter().all(
-            |r| matches!(r, DeadLetterReason::TimedOut(d) if *d == Duration::from_millis(200))
-        ),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons[3..]
-            .iter()
-            .all(|r| matches!(r, DeadLetterReason::CircuitOpen)),
-        "{reasons:?}"
+        letters.iter().all(|l| matches!(l.reason,
+            DeadLetterReason::TimedOut(d) if d == Duration::from_millis(200))),
+        "{:?}",
+        letters.iter().map(|l| &l.reason).collect::<Vec<_>>()
     );
     assert_eq!(letters[0].event.event_type().name(), "test.hang");
     let stats = bus.stats();
@@ -231,10 +219,18 @@ async fn a_hung_plugin_times_out_opens_its_circuit_and_blocks_only_itself() {
         .find(|s| s.name == hanger)
         .unwrap();
     assert_eq!(sub.breaker, Some(plugbus::BreakerState::Open));
-    assert_eq!(sub.totals.timed_out, 3);
+    assert_eq!(sub.totals.timed_out, 6);
     let status = manager.status("fixture-hanger").unwrap();
-    assert_eq!(status.counters.timed_out, 3);
+    assert_eq!(status.counters.timed_out, 6);
     assert_eq!(status.counters.delivered, 0);
+    // Further events for it fail fast on the open circuit.
+    bus.emit(business("test.ping")).await.unwrap();
+    assert!(
+        wait_until(WAIT, || hanger_letters()
+            .last()
+            .is_some_and(|l| l.reason == DeadLetterReason::CircuitOpen))
+        .await
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // The bus and the other plugin keep working.
