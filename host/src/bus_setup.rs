@@ -2,22 +2,16 @@
 
 use plugbus::{BreakerConfig, BusBuilder, RetryPolicy};
 
-use crate::config::{BusConfig, Overflow};
+use crate::config::BusConfig;
 
 /// A bus builder with every `[bus]` setting applied (timeout, mailbox capacity, overflow,
 /// dead-letter capacity, retry and circuit breaker). The runtime is left to the caller
 /// (the current one at `build()` by default).
 pub fn bus_builder(config: &BusConfig) -> BusBuilder {
-    let overflow = match config.overflow {
-        Overflow::Wait => plugbus::Overflow::Wait,
-        Overflow::Reject => plugbus::Overflow::Reject,
-        Overflow::DropOldest => plugbus::Overflow::DropOldest,
-        Overflow::DeadLetter => plugbus::Overflow::DeadLetter,
-    };
     let mut builder = plugbus::Bus::builder()
         .default_timeout(config.default_timeout)
         .mailbox_capacity(config.mailbox_capacity)
-        .overflow(overflow)
+        .overflow(config.overflow)
         .dead_letter_capacity(config.dead_letter_capacity);
     if let Some(retry) = &config.retry {
         builder = builder.retry(

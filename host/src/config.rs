@@ -111,20 +111,9 @@ impl Default for BusConfig {
     }
 }
 
-/// What a subscription does when its mailbox is full (`bus.overflow`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Overflow {
-    /// `"wait"`: the publisher waits for room (backpressure). The default.
-    #[default]
-    Wait,
-    /// `"reject"`: the publish fails for that subscription.
-    Reject,
-    /// `"drop_oldest"`: the oldest queued event is dropped to make room.
-    DropOldest,
-    /// `"dead_letter"`: the new event goes to the dead-letter queue.
-    DeadLetter,
-}
+/// What a subscription does when its mailbox is full (`bus.overflow`): the bus's own
+/// [`plugbus::Overflow`], written `"wait"`, `"reject"`, `"drop_oldest"` or `"dead_letter"`.
+pub use plugbus::Overflow;
 
 /// Retry with exponential backoff: the `[bus.retry]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
