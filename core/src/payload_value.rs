@@ -42,7 +42,11 @@ enum Repr {
     Json,
 }
 
-/// An event's payload. See the [module docs](self).
+/// An event's payload: typed in process, JSON on demand.
+///
+/// A payload published from Rust stays the Rust value, borrowed by in-process handlers; the first
+/// consumer that needs bytes triggers serialization, cached on the event, so it happens at most
+/// once per event. A payload read from JSON keeps its bytes and is parsed only on request.
 pub struct Payload {
     repr: Repr,
     json: OnceLock<Result<Arc<[u8]>, Arc<str>>>,

@@ -61,7 +61,12 @@ impl ShutdownReport {
 }
 
 impl Bus {
-    /// Shuts the bus down, draining for at most `deadline`; see the [module docs](crate::shutdown).
+    /// Shuts the bus down, draining for at most `deadline`.
+    ///
+    /// New publishes are refused from the start (the event is handed back); `system.shutdown` is
+    /// enqueued behind what subscribers already have; mailboxes drain until the deadline; then
+    /// what is still queued or being delivered is dead-lettered with reason `Shutdown`. The
+    /// returned [`ShutdownReport`] balances.
     /// Calling it again returns the first call's report.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let started = Instant::now();

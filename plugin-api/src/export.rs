@@ -34,7 +34,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 ///
 /// It generates the library's single exported root module (the abi_stable library header) and
 /// all the `extern "C"` functions behind it, each catching panics. It also implements the
-/// hidden `ExportedPlugin` trait, through which [`FakeHost`](crate::testing::FakeHost) (feature
+/// hidden `ExportedPlugin` trait, through which `testing::FakeHost` (feature
 /// `testing`) drives the plugin along the same path the host takes.
 ///
 /// A library exports at most one plugin.

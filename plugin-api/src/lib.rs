@@ -55,7 +55,7 @@
 //! ```
 //!
 //! Its `Cargo.toml` says `crate-type = ["cdylib", "rlib"]` (the `rlib` lets unit tests use it with
-//! [`testing::FakeHost`], feature `testing`) and depends on this crate, `serde_json` and
+//! `testing::FakeHost`, feature `testing`) and depends on this crate, `serde_json` and
 //! `tracing`. `tracing` events inside the plugin reach the host's log (see [`log_bridge`]).
 //!
 //! # Types
