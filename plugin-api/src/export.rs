@@ -27,10 +27,8 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Declares the plugin type a library exports. Use it once per plugin crate, at its root:
-///
-/// ```ignore
-/// plugbus_plugin_api::export_plugin!(MyPlugin);
-/// ```
+/// `plugbus_plugin_api::export_plugin!(MyPlugin);` (the crate docs open with a complete plugin
+/// that compiles as a doctest).
 ///
 /// It generates the library's single exported root module (the abi_stable library header) and
 /// all the `extern "C"` functions behind it, each catching panics. It also implements the

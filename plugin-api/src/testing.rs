@@ -5,7 +5,9 @@
 //! macro's panic catching, configuration parsing and log forwarding are exercised too. The fake
 //! host records every event the plugin publishes and every log line it sends.
 //!
-//! ```ignore
+//! How the bundled plugins' unit tests use it (see `plugins/*/src/lib.rs`):
+//!
+//! ```text
 //! let host = FakeHost::new();
 //! let mut plugin = host.load::<MyPlugin>(serde_json::json!({"threshold": 3}))?;
 //! plugin.start()?;
