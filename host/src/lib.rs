@@ -20,8 +20,8 @@
 //! - [`audit`]: verifies the hash chain of the audit-logger plugin's JSON Lines log.
 //! - [`error`]: the typed errors of the modules above.
 //!
-//! None of these depend on the bus or the plugin ABI: they are the host's
-//! gatekeeping and bookkeeping, usable on their own (and from the CLI).
+//! These last four depend on neither the bus nor the plugin ABI, so they are usable on their
+//! own (the CLI's `plugins inspect` and `audit verify` use them that way).
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod audit;
