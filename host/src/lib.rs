@@ -13,15 +13,15 @@
 //! - [`watch`]: hot-plug of added, removed and changed plugin files.
 //! - [`bus_builder`]: the `[bus]` table onto a [`plugbus::BusBuilder`].
 //!
-//! Gatekeeping and bookkeeping, independent of the bus and the ABI:
+//! Gatekeeping and bookkeeping:
 //! - [`config`]: `plugbus.toml` -> a validated [`Config`] of plain data.
 //! - [`trust`]: may this `.so` be loaded? Directory allowlist, permission bits,
 //!   symlinks, SHA-256 pins; checked before a library is opened.
 //! - [`audit`]: verifies the hash chain of the audit-logger plugin's JSON Lines log.
 //! - [`error`]: the typed errors of the modules above.
 //!
-//! These last four depend on neither the bus nor the plugin ABI, so they are usable on their
-//! own (the CLI's `plugins inspect` and `audit verify` use them that way).
+//! None of these load a library or start a bus, so they are usable on their own (the CLI's
+//! `plugins list` and `audit verify` use them that way).
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod audit;
