@@ -15,6 +15,7 @@ use crate::stats::{self, BusStats, Retired, SubscriptionStats};
 use crate::subscription::{Defaults, DeliveryReport, Outcome, Sub, SubscriptionId};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +27,13 @@ use tracing::Instrument as _;
 
 /// Matching subscriptions for one event type, in subscription order.
 pub(crate) type Route = Arc<[Arc<Sub>]>;
+
+/// Where an accepted event goes; see `Shared::route`.
+enum Routing<'t> {
+    Filtered,
+    Unrouted,
+    To(Cow<'t, Route>),
+}
 
 /// The immutable routing snapshot publishers read. Replaced (never mutated) when subscriptions
 /// or filters change; routes are resolved per type on first use and cached in the snapshot.
@@ -286,29 +294,35 @@ impl Shared {
         t.filtered + t.unrouted + t.routed >= t.accepted
     }
 
+    /// Applies the bus-wide filters to an accepted event and finds its route, counting the event
+    /// as filtered or unrouted, or counting the deliveries the caller is about to start (before
+    /// any of them can finish, so `in_flight` never undercounts).
+    fn route<'t>(&self, table: &'t Table, event: &Event) -> Routing<'t> {
+        if !table.filters.iter().all(|(_, f)| f.matches(event)) {
+            self.counters.filtered();
+            return Routing::Filtered;
+        }
+        let route = match table.cached_route(event.event_type()) {
+            Some(r) => Cow::Borrowed(r),
+            None => Cow::Owned(table.resolve(event.event_type())),
+        };
+        if route.is_empty() {
+            self.counters.unrouted();
+            return Routing::Unrouted;
+        }
+        self.counters.deliveries(route.len() as u64);
+        Routing::To(route)
+    }
+
     /// Enqueues into every matching mailbox without waiting. Returns the subscriptions whose
     /// mailbox was full under the `Wait` policy (to wait for, or report) and those that rejected.
     pub(crate) fn enqueue(self: &Arc<Self>, event: &Event) -> (Vec<Arc<Sub>>, Vec<SubscriptionId>) {
         let mut waiting = Vec::new();
         let mut rejected = Vec::new();
         let table = self.table.load();
-        if !table.filters.iter().all(|(_, f)| f.matches(event)) {
-            self.counters.filtered();
+        let Routing::To(route) = self.route(&table, event) else {
             return (waiting, rejected);
-        }
-        let owned;
-        let route = match table.cached_route(event.event_type()) {
-            Some(r) => r,
-            None => {
-                owned = table.resolve(event.event_type());
-                &owned
-            }
         };
-        if route.is_empty() {
-            self.counters.unrouted();
-            return (waiting, rejected);
-        }
-        self.counters.deliveries(route.len() as u64);
         for sub in route.iter() {
             self.ensure_drain(sub);
             match sub.mailbox.try_push(event.clone(), sub.overflow) {
@@ -418,24 +432,12 @@ impl Bus {
         let shared = &self.shared;
         let mut pending: Vec<(usize, PendingDelivery)> = Vec::new();
         let table = shared.table.load();
-        if !table.filters.iter().all(|(_, f)| f.matches(event)) {
-            shared.counters.filtered();
-            return (PublishReport::filtered(event.id()), pending);
-        }
-        let owned;
-        let route = match table.cached_route(event.event_type()) {
-            Some(r) => r,
-            None => {
-                owned = table.resolve(event.event_type());
-                &owned
-            }
+        let route = match shared.route(&table, event) {
+            Routing::Filtered => return (PublishReport::filtered(event.id()), pending),
+            Routing::Unrouted => return (PublishReport::new(event.id(), 0), pending),
+            Routing::To(route) => route,
         };
         let mut report = PublishReport::new(event.id(), route.len());
-        if route.is_empty() {
-            shared.counters.unrouted();
-            return (report, pending);
-        }
-        shared.counters.deliveries(route.len() as u64);
         let ctx = Some(event.causation());
         let timed = dispatch::sample();
         context::enter(ctx, || {
