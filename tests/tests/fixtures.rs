@@ -379,6 +379,16 @@ async fn a_full_flood_is_published_when_there_is_room() {
         bus.emit(custom("test.trigger")).await.unwrap();
     }
     assert!(flood.wait_until(WAIT, |e| e.len() == 300).await);
+    // Subscribers can see an event a moment before the plugin's counters move (the plugin thread
+    // counts a publish after the bus took it, a delivery after it answered): wait for them.
+    assert!(
+        wait_until(WAIT, || manager.status("fixture-flooder").is_some_and(
+            |s| s.counters.published == 300 && s.counters.delivered == 3
+        ))
+        .await,
+        "{:?}",
+        manager.status("fixture-flooder").map(|s| s.counters)
+    );
     let status = manager.status("fixture-flooder").unwrap();
     assert_eq!(status.counters.published, 300);
     assert_eq!(status.counters.publish_rejected, 0);
@@ -461,13 +471,15 @@ async fn reentrant_publishing_carries_causation_over_two_levels() {
     assert_eq!(echo.correlation_id(), Some(login_id));
     assert_eq!(echo2.causation_id(), Some(echo.id()));
     assert_eq!(echo2.correlation_id(), Some(login_id));
-    let status = manager.status("fixture-reentrant").unwrap();
-    assert_eq!(status.counters.published, 2);
+    // The plugin thread counts a publish after the bus took it, so a subscriber may see the
+    // event a moment before the counter moves: wait for both counts.
     assert!(
-        wait_until(WAIT, || manager
-            .status("fixture-reentrant")
-            .is_some_and(|s| s.counters.delivered == 2))
-        .await
+        wait_until(WAIT, || manager.status("fixture-reentrant").is_some_and(
+            |s| s.counters.published == 2 && s.counters.delivered == 2
+        ))
+        .await,
+        "{:?}",
+        manager.status("fixture-reentrant").map(|s| s.counters)
     );
     manager.shutdown().await;
 }

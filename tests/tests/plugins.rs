@@ -224,6 +224,17 @@ async fn two_plugins_in_one_process_are_really_two() {
             .is_some_and(|s| s.counters.delivered == 13))
         .await
     );
+    // The enhancer's counters move just after the bus took its alert and it answered.
+    assert!(
+        wait_until(WAIT, || manager.status("auth-enhancer").is_some_and(|s| s
+            .counters
+            .delivered
+            == 10
+            && s.counters.published == 1))
+        .await,
+        "{:?}",
+        manager.status("auth-enhancer").map(|s| s.counters)
+    );
     let enhancer = manager.status("auth-enhancer").unwrap();
     assert_eq!(enhancer.counters.delivered, 10);
     assert_eq!(enhancer.counters.published, 1);
