@@ -1,6 +1,7 @@
 //! The bus: a cheap `Clone` handle over shared state, and its builder.
 
 use crate::context;
+use crate::counters::Shard;
 use crate::dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSink};
 use crate::dispatch::{self, PendingDelivery, Started};
 use crate::error::{BuildError, PublishError, PublishErrorKind, SubscribeError};
@@ -15,9 +16,10 @@ use crate::stats::{self, BusStats, Retired, SubscriptionStats};
 use crate::subscription::{Defaults, DeliveryReport, Outcome, Sub, SubscriptionId};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::future::Future as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::Poll;
@@ -27,6 +29,42 @@ use tracing::Instrument as _;
 
 /// Matching subscriptions for one event type, in subscription order.
 pub(crate) type Route = Arc<[Arc<Sub>]>;
+
+/// What [`Bus::publish`] takes: an [`Event`], or `&Event` to publish an event you keep (no
+/// reference count is touched unless a delivery has to outlive the first poll).
+///
+/// ```
+/// # async fn f(bus: plugbus::Bus, event: plugbus::Event) -> Result<(), plugbus::PublishError> {
+/// bus.publish(&event).await?; // keeps `event`
+/// bus.publish(event).await?; // gives it up
+/// # Ok(()) }
+/// ```
+pub trait EventArg: Borrow<Event> + Into<Event> + Unpin {}
+
+impl<T: Borrow<Event> + Into<Event> + Unpin> EventArg for T {}
+
+/// An admitted event: as given, or a copy that took the publisher's causation context.
+enum Admitted<E> {
+    As(E),
+    Caused(Event),
+}
+
+impl<E: EventArg> Admitted<E> {
+    #[inline]
+    fn get(&self) -> &Event {
+        match self {
+            Admitted::As(e) => e.borrow(),
+            Admitted::Caused(e) => e,
+        }
+    }
+
+    fn into_event(self) -> Event {
+        match self {
+            Admitted::As(e) => e.into(),
+            Admitted::Caused(e) => e,
+        }
+    }
+}
 
 /// Where an accepted event goes; see `Shared::route`.
 enum Routing<'t> {
@@ -266,25 +304,22 @@ impl Shared {
         }
     }
 
-    /// Counts the event as accepted, then checks the bus still accepts, and applies the current
-    /// causation context.
-    ///
-    /// Counting first (both sides `SeqCst`) means shutdown, which closes first and then reads
-    /// `accepted`, either sees this event or this publisher sees the bus closed. Shutdown then
-    /// waits until every accepted event has been filtered, found unrouted or routed.
+    /// Counts the event as accepted in this thread's shard if the bus still accepts, and
+    /// applies the current causation context. See [`crate::counters`] for why shutdown, which
+    /// closes first and then reads the counts, sees every event that got in.
     #[inline]
-    fn admit(&self, event: Event) -> Result<Event, PublishError> {
-        self.counters.accept();
-        if !self.accepting.load(Ordering::SeqCst) {
-            self.counters.unaccept();
+    fn admit<E: EventArg>(&self, shard: &Shard, event: E) -> Result<Admitted<E>, PublishError> {
+        if !shard.admit(&self.accepting) {
             return Err(PublishError {
                 kind: PublishErrorKind::ShuttingDown,
-                event,
+                event: event.into(),
             });
         }
         Ok(match context::current() {
-            Some(ctx) => event.caused_by(ctx),
-            None => event,
+            Some(ctx) if event.borrow().takes_cause(ctx) => {
+                Admitted::Caused(event.borrow().clone().caused_by(ctx))
+            }
+            _ => Admitted::As(event),
         })
     }
 
@@ -297,9 +332,9 @@ impl Shared {
     /// Applies the bus-wide filters to an accepted event and finds its route, counting the event
     /// as filtered or unrouted, or counting the deliveries the caller is about to start (before
     /// any of them can finish, so `in_flight` never undercounts).
-    fn route<'t>(&self, table: &'t Table, event: &Event) -> Routing<'t> {
+    fn route<'t>(&self, shard: &Shard, table: &'t Table, event: &Event) -> Routing<'t> {
         if !table.filters.iter().all(|(_, f)| f.matches(event)) {
-            self.counters.filtered();
+            shard.filtered();
             return Routing::Filtered;
         }
         let route = match table.cached_route(event.event_type()) {
@@ -307,20 +342,24 @@ impl Shared {
             None => Cow::Owned(table.resolve(event.event_type())),
         };
         if route.is_empty() {
-            self.counters.unrouted();
+            shard.unrouted();
             return Routing::Unrouted;
         }
-        self.counters.deliveries(route.len() as u64);
+        shard.deliveries(route.len() as u64);
         Routing::To(route)
     }
 
     /// Enqueues into every matching mailbox without waiting. Returns the subscriptions whose
     /// mailbox was full under the `Wait` policy (to wait for, or report) and those that rejected.
-    pub(crate) fn enqueue(self: &Arc<Self>, event: &Event) -> (Vec<Arc<Sub>>, Vec<SubscriptionId>) {
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        shard: &Shard,
+        event: &Event,
+    ) -> (Vec<Arc<Sub>>, Vec<SubscriptionId>) {
         let mut waiting = Vec::new();
         let mut rejected = Vec::new();
         let table = self.table.load();
-        let Routing::To(route) = self.route(&table, event) else {
+        let Routing::To(route) = self.route(shard, &table, event) else {
             return (waiting, rejected);
         };
         for sub in route.iter() {
@@ -345,7 +384,7 @@ impl Shared {
             }
         }
         // Last, so that shutdown seeing it routed also sees its deliveries counted.
-        self.counters.routed();
+        shard.routed();
         (waiting, rejected)
     }
 
@@ -417,22 +456,24 @@ impl Bus {
     ///
     /// The returned future resolves to `Err` with the event handed back if the bus is shutting
     /// down.
-    pub fn publish(&self, event: Event) -> Publish<'_> {
+    pub fn publish<E: EventArg>(&self, event: E) -> Publish<'_, E> {
         Publish {
             bus: self,
             state: PublishState::Start(event),
         }
     }
 
+    #[inline(always)]
     fn fan_out(
         &self,
+        shard: &Shard,
         event: &Event,
         cx: &mut std::task::Context<'_>,
     ) -> (PublishReport, Vec<(usize, PendingDelivery)>) {
         let shared = &self.shared;
         let mut pending: Vec<(usize, PendingDelivery)> = Vec::new();
         let table = shared.table.load();
-        let route = match shared.route(&table, event) {
+        let route = match shared.route(shard, &table, event) {
             Routing::Filtered => return (PublishReport::filtered(event.id()), pending),
             Routing::Unrouted => return (PublishReport::new(event.id(), 0), pending),
             Routing::To(route) => route,
@@ -442,7 +483,18 @@ impl Bus {
         let timed = dispatch::sample();
         context::enter(ctx, || {
             for sub in route.iter() {
-                match dispatch::start(shared, sub, event, timed, cx) {
+                let started = match &sub.plain_sync {
+                    // The common case, kept to a call and a push: no policy can intervene.
+                    Some(f) if !timed => match catch_unwind(AssertUnwindSafe(|| f(event))) {
+                        Ok(Ok(())) => {
+                            report.deliveries.push(dispatch::plain_delivered(sub));
+                            continue;
+                        }
+                        r => dispatch::settle_sync(shared, sub, event, r, None),
+                    },
+                    _ => dispatch::start(shared, sub, event, timed, cx),
+                };
+                match started {
                     Started::Done(r) => report.deliveries.push(r),
                     Started::Continue(how) => {
                         pending.push((
@@ -468,7 +520,7 @@ impl Bus {
                 }
             }
         });
-        shared.counters.routed();
+        shard.routed();
         (report, pending)
     }
 
@@ -487,8 +539,9 @@ impl Bus {
         );
         let (event, waiting, rejected) = {
             let _entered = span.enter();
-            let event = self.shared.admit(event)?;
-            let (waiting, rejected) = self.shared.enqueue(&event);
+            let shard = self.shared.counters.local();
+            let event = self.shared.admit(shard, event)?.into_event();
+            let (waiting, rejected) = self.shared.enqueue(shard, &event);
             (event, waiting, rejected)
         };
         for sub in waiting {
@@ -524,8 +577,9 @@ impl Bus {
             event_id = %event.id(),
         );
         let _entered = span.enter();
-        let event = self.shared.admit(event)?;
-        let (waiting, mut rejected) = self.shared.enqueue(&event);
+        let shard = self.shared.counters.local();
+        let event = self.shared.admit(shard, event)?.into_event();
+        let (waiting, mut rejected) = self.shared.enqueue(shard, &event);
         for sub in waiting {
             dispatch::not_delivered(&self.shared, &sub, &event, Outcome::Rejected, 0);
             rejected.push(sub.id);
@@ -710,7 +764,7 @@ impl Bus {
     ///
     /// # Errors
     /// As `publish`.
-    pub fn publish_blocking(&self, event: Event) -> Result<PublishReport, PublishError> {
+    pub fn publish_blocking<E: EventArg>(&self, event: E) -> Result<PublishReport, PublishError> {
         self.shared.runtime.block_on(self.publish(event))
     }
 }
@@ -721,21 +775,21 @@ impl Bus {
 /// are still pending does it allocate, to wait for them.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
-pub struct Publish<'a> {
+pub struct Publish<'a, E: EventArg = Event> {
     bus: &'a Bus,
-    state: PublishState,
+    state: PublishState<E>,
 }
 
-enum PublishState {
-    Start(Event),
+enum PublishState<E> {
+    Start(E),
     Joining(Box<Joining>),
     Done,
 }
 
-impl fmt::Debug for PublishState {
+impl<E: EventArg> fmt::Debug for PublishState<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PublishState::Start(e) => f.debug_tuple("Start").field(&e.id()).finish(),
+            PublishState::Start(e) => f.debug_tuple("Start").field(&e.borrow().id()).finish(),
             PublishState::Joining(j) => write!(f, "Joining({} pending)", j.pending.len()),
             PublishState::Done => f.write_str("Done"),
         }
@@ -747,7 +801,7 @@ struct Joining {
     pending: Vec<(usize, PendingDelivery)>,
 }
 
-impl std::future::Future for Publish<'_> {
+impl<E: EventArg> std::future::Future for Publish<'_, E> {
     type Output = Result<PublishReport, PublishError>;
 
     fn poll(
@@ -759,15 +813,16 @@ impl std::future::Future for Publish<'_> {
             PublishState::Start(event) => {
                 let span = tracing::trace_span!(
                     "plugbus.publish",
-                    event_type = event.event_type().name(),
-                    event_id = %event.id(),
+                    event_type = event.borrow().event_type().name(),
+                    event_id = %event.borrow().id(),
                 );
                 let _entered = span.enter();
-                let event = match this.bus.shared.admit(event) {
+                let shard = this.bus.shared.counters.local();
+                let event = match this.bus.shared.admit(shard, event) {
                     Ok(e) => e,
                     Err(e) => return Poll::Ready(Err(e)),
                 };
-                let (report, pending) = this.bus.fan_out(&event, cx);
+                let (report, pending) = this.bus.fan_out(shard, event.get(), cx);
                 if pending.is_empty() {
                     return Poll::Ready(Ok(report));
                 }

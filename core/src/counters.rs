@@ -1,20 +1,25 @@
 //! Event-level counters of a bus, kept off the shared cache lines of the hot path.
 //!
-//! Every publish used to bump four shared atomics (routed, deliveries, ...); a locked add costs
-//! ~6 ns here and makes publishers on different cores fight over one cache line. Instead each
-//! thread gets its own shard, which only that thread writes (a plain load and store, no lock
+//! Every publish used to bump shared atomics (accepted, routed, deliveries, ...); a locked add
+//! costs ~6 ns here and makes publishers on different cores fight over one cache line. Instead
+//! each thread gets its own shard, which only that thread writes (a plain load and store, no lock
 //! prefix) and any thread may read; totals are the sum over shards.
 //!
-//! `accepted` stays one shared counter: shutdown closes the door and then reads it, and the
-//! admission protocol needs the sequentially consistent read-modify-write to be sure it sees
-//! every publish that got in.
+//! `accepted` is sharded too, which needs care: shutdown closes the door and then reads
+//! `accepted`, and must see every publish that got in. That is Dekker's pattern (each side
+//! writes one location, then reads the other), which needs a store-load barrier on both sides.
+//! It is made asymmetric ([`crate::fence`]): publishers issue only a compiler fence and
+//! shutdown, once, a process-wide barrier. So either a publisher's count is visible to
+//! shutdown's reads, or that publisher sees the door closed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use thread_local::ThreadLocal;
 
+/// One thread's counters; only that thread writes them.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct Shard {
+pub(crate) struct Shard {
+    accepted: AtomicU64,
     filtered: AtomicU64,
     unrouted: AtomicU64,
     routed: AtomicU64,
@@ -30,10 +35,62 @@ fn bump(counter: &AtomicU64, n: u64) {
     );
 }
 
-#[derive(Debug, Default)]
+impl Shard {
+    /// Counts an event in if `open` still holds once the count is published; see the module
+    /// docs. Returns false (and takes the count back) if the door was closed.
+    #[inline]
+    pub(crate) fn admit(&self, open: &AtomicBool) -> bool {
+        bump(&self.accepted, 1);
+        crate::fence::light();
+        if open.load(Ordering::Acquire) {
+            return true;
+        }
+        bump(&self.accepted, u64::MAX);
+        false
+    }
+
+    /// Counts in an event that needs no admission (shutdown's own notice).
+    pub(crate) fn accept(&self) {
+        bump(&self.accepted, 1);
+    }
+
+    /// An accepted event dropped by a bus-wide filter.
+    #[inline]
+    pub(crate) fn filtered(&self) {
+        bump(&self.filtered, 1);
+    }
+
+    /// An accepted event no subscription matched.
+    #[inline]
+    pub(crate) fn unrouted(&self) {
+        bump(&self.unrouted, 1);
+    }
+
+    /// Deliveries about to start (counted before any of them can finish).
+    #[inline]
+    pub(crate) fn deliveries(&self, n: u64) {
+        bump(&self.deliveries, n);
+    }
+
+    /// An accepted event has been routed (after its deliveries were counted).
+    #[inline]
+    pub(crate) fn routed(&self) {
+        bump(&self.routed, 1);
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct BusCounters {
-    accepted: AtomicU64,
     shards: ThreadLocal<Shard>,
+}
+
+impl Default for BusCounters {
+    fn default() -> Self {
+        crate::fence::init();
+        BusCounters {
+            shards: ThreadLocal::new(),
+        }
+    }
 }
 
 /// A sum of the counters.
@@ -47,51 +104,30 @@ pub(crate) struct Totals {
 }
 
 impl BusCounters {
+    /// This thread's shard.
     #[inline]
-    fn shard(&self) -> &Shard {
+    pub(crate) fn local(&self) -> &Shard {
         self.shards.get_or_default()
     }
 
-    /// Counts an event in; see the admission protocol in `Shared::admit`.
-    #[inline]
-    pub(crate) fn accept(&self) {
-        self.accepted.fetch_add(1, Ordering::SeqCst);
+    /// Called once after the door closed (`accepting` set false) and before the counts are
+    /// relied on: every admission either is visible to this thread afterwards or saw the door
+    /// closed.
+    pub(crate) fn seal(&self) {
+        crate::fence::heavy();
     }
 
-    /// Takes back an [`accept`](Self::accept) for an event refused after all.
-    pub(crate) fn unaccept(&self) {
-        self.accepted.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// An accepted event dropped by a bus-wide filter.
-    pub(crate) fn filtered(&self) {
-        bump(&self.shard().filtered, 1);
-    }
-
-    /// An accepted event no subscription matched.
-    pub(crate) fn unrouted(&self) {
-        bump(&self.shard().unrouted, 1);
-    }
-
-    /// Deliveries about to start (counted before any of them can finish).
-    #[inline]
+    /// Deliveries about to start, counted in this thread's shard.
     pub(crate) fn deliveries(&self, n: u64) {
-        bump(&self.shard().deliveries, n);
-    }
-
-    /// An accepted event has been routed (after its deliveries were counted).
-    #[inline]
-    pub(crate) fn routed(&self) {
-        bump(&self.shard().routed, 1);
+        self.local().deliveries(n);
     }
 
     pub(crate) fn totals(&self) -> Totals {
-        let mut t = Totals {
-            accepted: self.accepted.load(Ordering::SeqCst),
-            ..Totals::default()
-        };
+        let mut t = Totals::default();
         for s in self.shards.iter() {
-            // `routed` first: its release store follows the shard's deliveries count.
+            // `routed` before `deliveries` and `accepted` before everything else: a release
+            // store comes after the counts that precede it in the writer's program order.
+            t.accepted += s.accepted.load(Ordering::Acquire);
             t.routed += s.routed.load(Ordering::Acquire);
             t.filtered += s.filtered.load(Ordering::Acquire);
             t.unrouted += s.unrouted.load(Ordering::Acquire);
@@ -113,15 +149,19 @@ mod tests {
             .map(|_| {
                 let c = c.clone();
                 std::thread::spawn(move || {
+                    let open = AtomicBool::new(true);
+                    let l = c.local();
                     for _ in 0..10_000 {
-                        c.accept();
-                        c.deliveries(3);
-                        c.routed();
+                        assert!(l.admit(&open));
+                        l.deliveries(3);
+                        l.routed();
                     }
-                    c.accept();
-                    c.filtered();
-                    c.accept();
-                    c.unrouted();
+                    l.accept();
+                    l.filtered();
+                    l.accept();
+                    l.unrouted();
+                    open.store(false, Ordering::Release);
+                    assert!(!l.admit(&open));
                 })
             })
             .collect();

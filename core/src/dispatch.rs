@@ -200,20 +200,7 @@ pub(crate) fn start(
         HandlerFn::Sync(f) => {
             let t0 = timed.then(Instant::now);
             let r = catch_unwind(AssertUnwindSafe(|| f(event)));
-            match r {
-                Ok(Ok(())) => Started::Done(delivered(sub, 1, t0)),
-                Ok(Err(e)) if retryable(sub, &e, 1) => {
-                    Started::Continue(Continue::Retry(e, t0.unwrap_or_else(Instant::now)))
-                }
-                Ok(Err(e)) => Started::Done(not_delivered(shared, sub, event, failed(e), 1)),
-                Err(p) => Started::Done(not_delivered(
-                    shared,
-                    sub,
-                    event,
-                    Outcome::Panicked(panic_message(&*p)),
-                    1,
-                )),
-            }
+            settle_sync(shared, sub, event, r, t0)
         }
         HandlerFn::Async(f) => {
             let made = catch_unwind(AssertUnwindSafe(|| f(event.clone())));
@@ -246,6 +233,50 @@ pub(crate) fn start(
         }
         HandlerFn::Blocking(_) => Started::Continue(Continue::Fresh),
     }
+}
+
+/// What a sync handler's first call (its result, or its panic) means for the delivery.
+#[inline]
+pub(crate) fn settle_sync(
+    shared: &Shared,
+    sub: &Sub,
+    event: &Event,
+    r: std::thread::Result<HandlerResult>,
+    t0: Option<Instant>,
+) -> Started {
+    match r {
+        Ok(Ok(())) => Started::Done(delivered(sub, 1, t0)),
+        Ok(Err(e)) => settle_sync_error(shared, sub, event, e, t0),
+        Err(p) => Started::Done(not_delivered(
+            shared,
+            sub,
+            event,
+            Outcome::Panicked(panic_message(&*p)),
+            1,
+        )),
+    }
+}
+
+#[cold]
+fn settle_sync_error(
+    shared: &Shared,
+    sub: &Sub,
+    event: &Event,
+    e: HandlerError,
+    t0: Option<Instant>,
+) -> Started {
+    if retryable(sub, &e, 1) {
+        Started::Continue(Continue::Retry(e, t0.unwrap_or_else(Instant::now)))
+    } else {
+        Started::Done(not_delivered(shared, sub, event, failed(e), 1))
+    }
+}
+
+/// A plain sync delivery that succeeded (see `Sub::plain_sync`): count it, report it.
+#[inline]
+pub(crate) fn plain_delivered(sub: &Sub) -> DeliveryReport {
+    sub.counters.delivered();
+    report(sub, Outcome::Delivered, 1, false)
 }
 
 /// Runs one fresh attempt, whatever the handler kind, under the subscription's timeout.

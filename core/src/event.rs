@@ -195,9 +195,15 @@ impl Event {
         }
     }
 
+    /// True if [`caused_by`](Self::caused_by) would change the event.
+    #[inline]
+    pub(crate) fn takes_cause(&self, ctx: Causation) -> bool {
+        self.0.causation_id.is_none() && ctx.event_id != self.0.id
+    }
+
     /// Fills causation and correlation from `ctx` unless the event already has a causation id.
     pub(crate) fn caused_by(mut self, ctx: Causation) -> Event {
-        if self.0.causation_id.is_some() || ctx.event_id == self.0.id {
+        if !self.takes_cause(ctx) {
             return self;
         }
         let inner = Arc::make_mut(&mut self.0);
@@ -215,6 +221,13 @@ impl Event {
 }
 
 /// Shows the envelope but never the payload (payloads carry secrets).
+/// A copy of the handle (the event itself is shared), so that `&Event` can be published.
+impl From<&Event> for Event {
+    fn from(e: &Event) -> Event {
+        e.clone()
+    }
+}
+
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")

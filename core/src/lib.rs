@@ -69,6 +69,7 @@ mod dispatch;
 mod error;
 mod event;
 mod event_type;
+mod fence;
 mod filter;
 mod handler;
 mod id;
@@ -83,7 +84,7 @@ mod subscription;
 pub mod timeout;
 mod wire;
 
-pub use bus::{Bus, BusBuilder, Publish, ReplayReport};
+pub use bus::{Bus, BusBuilder, EventArg, Publish, ReplayReport};
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 pub use error::{
     BuildError, DecodeError, EventError, EventTypeError, PayloadError, PublishError,

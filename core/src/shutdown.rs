@@ -80,6 +80,7 @@ impl Bus {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+        shared.counters.seal();
         tracing::info!(?deadline, "bus shutting down");
         while !shared.routing_settled() {
             tokio::task::yield_now().await;
@@ -92,8 +93,9 @@ impl Bus {
             .source("plugbus")
             .build()
         {
-            shared.counters.accept();
-            let (waiting, _rejected) = shared.enqueue(&e);
+            let shard = shared.counters.local();
+            shard.accept();
+            let (waiting, _rejected) = shared.enqueue(shard, &e);
             for sub in waiting {
                 // Do not wait for space at shutdown: a full mailbox dead-letters the notice.
                 dispatch::not_delivered(shared, &sub, &e, Outcome::Shutdown, 0);

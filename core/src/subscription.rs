@@ -6,7 +6,7 @@ use crate::error::SubscribeError;
 use crate::event::Event;
 use crate::event_type::EventType;
 use crate::filter::Filter;
-use crate::handler::{HandlerError, HandlerFn, IntoHandlerResult};
+use crate::handler::{HandlerError, HandlerFn, IntoHandlerResult, SyncFn};
 use crate::interest::Interest;
 use crate::mailbox::{Mailbox, Overflow};
 use crate::policy::breaker::{Breaker, BreakerConfig};
@@ -43,6 +43,9 @@ pub(crate) struct Sub {
     pub(crate) name: Arc<str>,
     pub(crate) interest: Interest,
     pub(crate) handler: HandlerFn,
+    /// The handler again when nothing but it decides a delivery (a sync handler with no filter,
+    /// dedup or breaker): `publish` then calls it straight from its loop.
+    pub(crate) plain_sync: Option<Arc<SyncFn>>,
     pub(crate) filter: Option<Filter>,
     pub(crate) timeout: Duration,
     pub(crate) retry: Option<RetryPolicy>,
@@ -373,15 +376,25 @@ impl<'a> SubscriptionBuilder<'a> {
                 reason: "mailbox capacity must be at least 1".into(),
             });
         }
+        let breaker = self.breaker.unwrap_or(d.breaker).map(Breaker::new);
+        let plain_sync = match &handler {
+            HandlerFn::Sync(f)
+                if self.filter.is_none() && self.dedup.is_none() && breaker.is_none() =>
+            {
+                Some(Arc::clone(f))
+            }
+            _ => None,
+        };
         let sub = Sub {
             id,
             name,
             interest,
             handler,
+            plain_sync,
             filter: self.filter,
             timeout,
             retry: self.retry.unwrap_or(d.retry),
-            breaker: self.breaker.unwrap_or(d.breaker).map(Breaker::new),
+            breaker,
             dedup: self.dedup.map(Dedup::new),
             dead_letter: self.dead_letter.unwrap_or(d.dead_letter),
             overflow: self.overflow.unwrap_or(d.overflow),

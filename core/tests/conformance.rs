@@ -9,7 +9,7 @@ use plugbus::{
     Interest, Outcome, Overflow, PublishErrorKind, RetryPolicy,
 };
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,7 +229,7 @@ async fn failing_twice_then_succeeding_is_retried_and_delivered() {
 async fn always_failing_ends_in_the_dead_letter_queue_with_its_reason_and_can_be_replayed() {
     let bus = Bus::builder().build().unwrap();
     let healthy = Arc::new(AtomicU32::new(0));
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let fail = Arc::new(AtomicBool::new(true));
     let f = fail.clone();
     let id = bus
         .subscribe(EventType::DATA_DELETED)
@@ -895,4 +895,58 @@ async fn pipelined_mailboxes_start_in_order_overlap_waits_and_still_balance() {
     assert!(report.deadline_reached);
     assert!(report.is_balanced(), "{report:?}");
     assert_eq!(report.dead_lettered_at_shutdown, 20);
+}
+
+/// Publishers on plain threads race `shutdown`: every publish either is refused with its event
+/// back or counts in the report, which balances to the event (the admission protocol with the
+/// per-thread counters and the asymmetric fence).
+#[test]
+fn publishers_racing_shutdown_are_either_refused_or_counted() {
+    for _round in 0..20 {
+        let bus = Bus::builder().own_runtime(1).build().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = Arc::clone(&seen);
+        bus.subscribe(EventType::DATA_CREATED)
+            .handle(move |_: &Event| {
+                s.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let publishers: Vec<_> = (0..3)
+            .map(|_| {
+                let bus = bus.clone();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let event = ev(EventType::DATA_CREATED);
+                    let (mut ok, mut refused) = (0usize, 0usize);
+                    while !stop.load(Ordering::Relaxed) {
+                        // By reference: the event stays ours, refused or not.
+                        match bus.publish_blocking(&event) {
+                            Ok(r) => {
+                                assert!(r.all_delivered());
+                                ok += 1;
+                            }
+                            Err(e) => {
+                                assert_eq!(e.event.id(), event.id());
+                                refused += 1;
+                                if refused > 10 {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    (ok, refused)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        let report = bus.shutdown_blocking(Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        let ok: usize = publishers.into_iter().map(|p| p.join().unwrap().0).sum();
+        assert!(report.is_balanced(), "{report:?}");
+        // Every publish that got in is in the report (plus the shutdown notice, unrouted).
+        assert_eq!(report.accepted, ok as u64 + 1, "{report:?}");
+        assert_eq!(report.totals.delivered, ok as u64);
+        assert_eq!(seen.load(Ordering::Relaxed), ok);
+    }
 }

@@ -57,7 +57,7 @@ impl Side for PublishSync {
             match &self.event {
                 Some(event) => {
                     for _ in 0..iters {
-                        black_box(self.bus.publish(event.clone()).await?);
+                        black_box(self.bus.publish(event).await?);
                     }
                 }
                 None => {
