@@ -8,11 +8,11 @@ use crate::context::Causation;
 use crate::error::{EventError, PayloadError};
 use crate::event_type::EventType;
 use crate::id::{new_id_and_time, EventId};
+pub use crate::metadata::Metadata;
 use crate::payload_value::Payload;
+use crate::text::SmallText;
 use chrono::{DateTime, Utc};
-use compact_str::CompactString;
 use plugbus_contract::{keys, Category, TypedEvent};
-use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
 use triomphe::{Arc, UniqueArc};
@@ -46,7 +46,7 @@ struct EventInner {
     schema_version: u32,
     correlation_id: Option<EventId>,
     causation_id: Option<EventId>,
-    source: CompactString,
+    source: SmallText,
     metadata: Metadata,
     payload: Payload,
 }
@@ -71,7 +71,7 @@ impl Event {
                 schema_version: 1,
                 correlation_id: None,
                 causation_id: None,
-                source: CompactString::const_new(DEFAULT_SOURCE),
+                source: SmallText::from_static(DEFAULT_SOURCE),
                 metadata: Metadata::new(),
                 payload: Payload::empty(),
             }),
@@ -110,7 +110,7 @@ impl Event {
 
     /// Who published it.
     pub fn source(&self) -> &str {
-        &self.0.source
+        self.0.source.as_str()
     }
 
     /// When it was created, UTC.
@@ -278,7 +278,7 @@ impl EventBuilder {
 
     /// Who publishes it. The default is [`DEFAULT_SOURCE`].
     pub fn source(mut self, source: &str) -> Self {
-        self.fields().source = CompactString::new(source);
+        self.fields().source = SmallText::new(source);
         self
     }
 
@@ -379,67 +379,6 @@ impl EventBuilder {
             (false, false) => {}
         }
         Ok(Event(self.inner.shareable()))
-    }
-}
-
-/// A small string map for event metadata; keeps insertion order, and a few short entries live
-/// inline without allocating.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Metadata {
-    entries: SmallVec<[(CompactString, CompactString); 2]>,
-}
-
-impl Metadata {
-    /// An empty map.
-    pub fn new() -> Metadata {
-        Metadata {
-            entries: SmallVec::new(),
-        }
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Sets `key` to `value`, replacing an earlier value.
-    pub fn insert(&mut self, key: &str, value: &str) {
-        match self.entries.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = CompactString::new(value),
-            None => self
-                .entries
-                .push((CompactString::new(key), CompactString::new(value))),
-        }
-    }
-
-    /// Removes `key`, returning its value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        let pos = self.entries.iter().position(|(k, _)| k == key)?;
-        Some(self.entries.remove(pos).1.into_string())
-    }
-
-    /// Entries in insertion order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-impl fmt::Debug for Metadata {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
     }
 }
 

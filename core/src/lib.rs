@@ -75,12 +75,14 @@ mod handler;
 mod id;
 mod interest;
 mod mailbox;
+mod metadata;
 mod payload_value;
 pub mod policy;
 mod report;
 mod shutdown;
 mod stats;
 mod subscription;
+mod text;
 pub mod timeout;
 mod wire;
 
