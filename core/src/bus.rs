@@ -181,10 +181,25 @@ async fn drain_pipelined(shared: Arc<Shared>, s: Arc<Sub>) {
 /// The event a mailbox task is delivering. If the task is stopped mid-delivery (shutdown's
 /// deadline aborts it), dropping this records the delivery as not made, so the account still
 /// balances; a delivery that finished has taken the event out first.
-struct InHand<'a> {
+pub(crate) struct InHand<'a> {
     shared: &'a Shared,
     sub: &'a Sub,
     event: Option<Event>,
+}
+
+impl<'a> InHand<'a> {
+    pub(crate) fn new(shared: &'a Shared, sub: &'a Sub, event: Event) -> Self {
+        InHand {
+            shared,
+            sub,
+            event: Some(event),
+        }
+    }
+
+    /// The delivery has recorded its outcome.
+    pub(crate) fn done(&mut self) {
+        self.event = None;
+    }
 }
 
 impl Drop for InHand<'_> {
@@ -295,7 +310,9 @@ impl Shared {
         if sub.mailbox.claim_start() {
             let shared = Arc::clone(self);
             let s = Arc::clone(sub);
-            let handle = if s.max_in_flight <= 1 {
+            let handle = if matches!(s.handler, crate::handler::HandlerFn::Deferred(_)) {
+                self.runtime.spawn(crate::deferred::drain(shared, s))
+            } else if s.max_in_flight <= 1 {
                 self.runtime.spawn(drain_in_order(shared, s))
             } else {
                 self.runtime.spawn(drain_pipelined(shared, s))

@@ -86,7 +86,7 @@ fn report(sub: &Sub, outcome: Outcome, attempts: u32, dead_lettered: bool) -> De
 }
 
 #[inline]
-fn delivered(sub: &Sub, attempts: u32, started: Option<Instant>) -> DeliveryReport {
+pub(crate) fn delivered(sub: &Sub, attempts: u32, started: Option<Instant>) -> DeliveryReport {
     if let Some(t0) = started {
         sub.counters.latency.record(t0.elapsed());
     }
@@ -155,7 +155,7 @@ fn outcome_of(a: Attempt) -> Outcome {
 }
 
 /// The outcome of a final handler error: a reported panic counts as a panic.
-fn failed(e: HandlerError) -> Outcome {
+pub(crate) fn failed(e: HandlerError) -> Outcome {
     if e.is_panic() {
         Outcome::Panicked(Arc::from(e.message()))
     } else {
@@ -163,8 +163,32 @@ fn failed(e: HandlerError) -> Outcome {
     }
 }
 
-fn retryable(sub: &Sub, err: &HandlerError, attempt: u32) -> bool {
+pub(crate) fn retryable(sub: &Sub, err: &HandlerError, attempt: u32) -> bool {
     err.is_retryable() && sub.retry.is_some_and(|r| r.should_retry(attempt))
+}
+
+/// The subscription's own checks before its handler runs: filter, dedup, breaker. `Some` is a
+/// delivery decided (and counted) without calling the handler.
+#[inline]
+pub(crate) fn precheck(shared: &Shared, sub: &Sub, event: &Event) -> Option<DeliveryReport> {
+    if let Some(f) = &sub.filter {
+        if !f.matches(event) {
+            sub.counters.skipped(false);
+            return Some(report(sub, Outcome::Skipped, 0, false));
+        }
+    }
+    if let Some(d) = &sub.dedup {
+        if !d.first_time(event.id()) {
+            sub.counters.skipped(true);
+            return Some(report(sub, Outcome::Duplicate, 0, false));
+        }
+    }
+    if let Some(b) = &sub.breaker {
+        if !b.allow() {
+            return Some(not_delivered(shared, sub, event, Outcome::CircuitOpen, 0));
+        }
+    }
+    None
 }
 
 /// Starts a delivery and finishes it if it can be finished without waiting.
@@ -179,22 +203,8 @@ pub(crate) fn start(
     timed: bool,
     cx: &mut Context<'_>,
 ) -> Started {
-    if let Some(f) = &sub.filter {
-        if !f.matches(event) {
-            sub.counters.skipped(false);
-            return Started::Done(report(sub, Outcome::Skipped, 0, false));
-        }
-    }
-    if let Some(d) = &sub.dedup {
-        if !d.first_time(event.id()) {
-            sub.counters.skipped(true);
-            return Started::Done(report(sub, Outcome::Duplicate, 0, false));
-        }
-    }
-    if let Some(b) = &sub.breaker {
-        if !b.allow() {
-            return Started::Done(not_delivered(shared, sub, event, Outcome::CircuitOpen, 0));
-        }
+    if let Some(r) = precheck(shared, sub, event) {
+        return Started::Done(r);
     }
     match &sub.handler {
         HandlerFn::Sync(f) => {
@@ -231,7 +241,7 @@ pub(crate) fn start(
                 )),
             }
         }
-        HandlerFn::Blocking(_) => Started::Continue(Continue::Fresh),
+        HandlerFn::Blocking(_) | HandlerFn::Deferred(_) => Started::Continue(Continue::Fresh),
     }
 }
 
@@ -297,6 +307,10 @@ async fn attempt(sub: &Sub, event: &Event, ctx: Option<Causation>) -> Attempt {
                 Err(p) => Attempt::Panicked(panic_message(&*p)),
             }
         }
+        HandlerFn::Deferred(f) => match crate::deferred::call_awaited(&**f, event, ctx) {
+            Ok(fut) => wait(fut, sub, ctx).await,
+            Err(p) => Attempt::Panicked(panic_message(&*p)),
+        },
         HandlerFn::Blocking(f) => {
             let f = Arc::clone(f);
             let event = event.clone();

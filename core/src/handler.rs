@@ -7,6 +7,9 @@
 //!   once is a timer armed, so handlers that complete immediately cost no timer.
 //! - **blocking** (`Fn(&Event)` that may block): run on tokio's blocking pool; the bus stops
 //!   waiting at the timeout and records it, though the thread cannot be cancelled.
+//! - **deferred** (`Fn(&Event, Completion)`): hands the event on and returns at once; whoever
+//!   does the work finishes the [`Completion`](crate::Completion) later, from any thread (see
+//!   [`crate::deferred`]'s docs for why this is the cheap way to feed another thread).
 //!
 //! A handler returns `()` or `Result<(), E>` with `E: Into<HandlerError>`. Mark an error
 //! [`retryable`](HandlerError::retryable) to let the subscription's retry policy try again.
@@ -131,6 +134,7 @@ impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'static>>;
 pub(crate) type SyncFn = dyn Fn(&Event) -> HandlerResult + Send + Sync;
 pub(crate) type AsyncFn = dyn Fn(Event) -> BoxFuture + Send + Sync;
+pub(crate) type DeferredFn = dyn Fn(&Event, crate::Completion) + Send + Sync;
 
 /// A handler with its kind erased.
 #[derive(Clone)]
@@ -138,6 +142,7 @@ pub(crate) enum HandlerFn {
     Sync(Arc<SyncFn>),
     Async(Arc<AsyncFn>),
     Blocking(Arc<SyncFn>),
+    Deferred(Arc<DeferredFn>),
 }
 
 impl HandlerFn {
@@ -174,6 +179,7 @@ impl HandlerFn {
             HandlerFn::Sync(_) => "sync",
             HandlerFn::Async(_) => "async",
             HandlerFn::Blocking(_) => "blocking",
+            HandlerFn::Deferred(_) => "deferred",
         }
     }
 }

@@ -65,6 +65,7 @@ mod bus;
 pub mod context;
 mod counters;
 mod dead_letter;
+pub mod deferred;
 mod dispatch;
 mod error;
 mod event;
@@ -88,6 +89,7 @@ mod wire;
 
 pub use bus::{Bus, BusBuilder, EventArg, Publish, ReplayReport};
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
+pub use deferred::Completion;
 pub use error::{
     BuildError, DecodeError, EventError, EventTypeError, PayloadError, PublishError,
     PublishErrorKind, SubscribeError,

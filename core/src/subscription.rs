@@ -2,6 +2,7 @@
 
 use crate::bus::Bus;
 use crate::dead_letter::DeadLetterReason;
+use crate::deferred::{Completion, DeferredState};
 use crate::error::SubscribeError;
 use crate::event::Event;
 use crate::event_type::EventType;
@@ -57,6 +58,8 @@ pub(crate) struct Sub {
     pub(crate) mailbox: Mailbox,
     pub(crate) counters: SubCounters,
     pub(crate) retired: Arc<Retired>,
+    /// Open deliveries of a deferred handler's mailbox task.
+    pub(crate) deferred: DeferredState,
 }
 
 impl Drop for Sub {
@@ -321,6 +324,20 @@ impl<'a> SubscriptionBuilder<'a> {
         self.register(HandlerFn::asynchronous(f))
     }
 
+    /// Registers a deferred handler: it hands the event on and returns at once, and whoever
+    /// does the work calls [`Completion::finish`] later, from any thread. The subscription's
+    /// timeout, retries, breaker and dead letters apply as to any handler; `max_in_flight`
+    /// bounds how many deliveries may be open at once. See [`Completion`] for an example.
+    ///
+    /// # Errors
+    /// See [`SubscribeError`].
+    pub fn handle_deferred<F>(self, f: F) -> Result<SubscriptionId, SubscribeError>
+    where
+        F: Fn(&Event, Completion) + Send + Sync + 'static,
+    {
+        self.register(HandlerFn::Deferred(Arc::new(f)))
+    }
+
     /// Registers a handler that may block; it runs on tokio's blocking pool.
     ///
     /// # Errors
@@ -402,6 +419,7 @@ impl<'a> SubscriptionBuilder<'a> {
             mailbox: Mailbox::new(capacity),
             counters: SubCounters::default(),
             retired: Arc::clone(&shared.retired),
+            deferred: DeferredState::default(),
         };
         shared.insert(Arc::new(sub))?;
         Ok(id)
