@@ -21,17 +21,19 @@
 //! 1. takes the payload's JSON from `event.payload().json_shared()` (serialized once per event,
 //!    shared by every plugin);
 //! 2. evaluates the plugin's declarative filter host-side; a non-match is a successful no-op;
-//! 3. enqueues a job for the plugin thread. **A full queue waits** (backpressure), but only
-//!    within the delivery's timeout: if the bus gives up first, the job never reaches the
-//!    plugin. Waiting keeps events in order and lets a slow plugin slow only its own
-//!    mailboxes; failing at once would turn every burst into dead letters;
-//! 4. awaits the plugin's answer on a oneshot channel. [`PluginError`] becomes a
-//!    [`HandlerError`]: retryable stays retryable, the rest are permanent,
-//!    a panic keeps its message (`panicked: ...`).
+//! 3. enqueues a job for the plugin thread with the delivery's [`Completion`], and returns.
+//!    The subscription is a *deferred* one: the plugin thread finishes the completion with the
+//!    plugin's answer, which records the outcome right there, so a delivery costs no boxed
+//!    future, answer channel, timer or wake-up of the bus's task (see [`plugbus::deferred`]).
+//!    The queue is bounded by the subscriptions' `max_in_flight` (`plugins.queue_capacity`,
+//!    at most 256, per subscription): beyond it events wait in the bus mailbox, under its
+//!    overflow policy, so a slow plugin slows only its own mailboxes;
+//! 4. [`PluginError`] becomes a [`HandlerError`]: retryable stays retryable, the rest are
+//!    permanent, a panic keeps its message (`panicked: ...`).
 //!
 //! A hung plugin blocks only its own thread: the bus's timeout fires, records `TimedOut`, the
 //! breaker opens after a few timeouts, later deliveries fail fast as `CircuitOpen` and are
-//! dead-lettered by the bus. Jobs whose waiter has gone (timed out) are skipped by the
+//! dead-lettered by the bus. Jobs the bus has given up on (timed out) are skipped by the
 //! plugin thread when it gets to them, so a late plugin never handles an event the bus
 //! already dead-lettered.
 //!
@@ -69,8 +71,8 @@ use plugbus::payload::{
     PluginUnloaded, SystemStartup,
 };
 use plugbus::{
-    context, BreakerConfig, Bus, Category, Event, HandlerError, Interest, Pattern, SubscriptionId,
-    TypedEvent,
+    context, BreakerConfig, Bus, Category, Completion, Event, HandlerError, Interest, Pattern,
+    SubscriptionId, TypedEvent,
 };
 use plugbus_plugin_api::abi_stable::std_types::RResult;
 use plugbus_plugin_api::{filter_matches, host_box, AbiFilter, AbiSubscription, PluginError};
@@ -82,8 +84,8 @@ use crate::error::{LoadError, LoadErrorKind, ManagerError};
 use crate::loader::{self, Library, ReloadDir};
 use crate::trust::{TrustPolicy, TrustedFile};
 
-/// Most deliveries one plugin subscription keeps waiting for answers at once (each holds a slot
-/// of the plugin's queue and a timer).
+/// Most deliveries one plugin subscription keeps open at once (each is a job in the plugin's
+/// queue).
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Tuning of the manager that the config file does not cover.
@@ -151,6 +153,8 @@ pub(crate) struct Counters {
     pub(crate) abandoned: AtomicU64,
     pub(crate) published: AtomicU64,
     pub(crate) publish_rejected: AtomicU64,
+    /// Jobs sent to the plugin thread and not yet taken.
+    pub(crate) queued: AtomicU64,
 }
 
 /// A snapshot of one plugin instance's counters.
@@ -162,7 +166,8 @@ pub struct PluginCounters {
     pub failed: u64,
     /// `handle` calls that panicked.
     pub panicked: u64,
-    /// Deliveries the bus stopped waiting for (timeout or shutdown) before the plugin answered.
+    /// Deliveries the bus stopped waiting for (timeout or shutdown) before the plugin answered,
+    /// as the bus counts them on the instance's subscriptions.
     pub timed_out: u64,
     /// Deliveries the plugin's declarative filter skipped (never sent to the plugin).
     pub skipped: u64,
@@ -267,14 +272,14 @@ enum Job {
         handler: u32,
         event: Event,
         payload: Arc<[u8]>,
-        reply: Reply,
+        done: Completion,
     },
     Stop(Reply),
 }
 
 /// The manager's side of a plugin thread.
 struct Worker {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::UnboundedSender<Job>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -294,8 +299,10 @@ impl Entry {
         &self.library.meta.name
     }
 
-    fn status(&self) -> PluginStatus {
+    fn status(&self, bus: &Bus) -> PluginStatus {
         let meta = &self.library.meta;
+        let mut counters = self.shared.counters.snapshot();
+        counters.timed_out += given_up(bus, self.subscriptions.iter().map(|(id, _)| *id));
         PluginStatus {
             name: meta.name.clone(),
             version: meta.version.clone(),
@@ -306,13 +313,10 @@ impl Entry {
             abi: meta.abi,
             instance: self.instance,
             state: self.shared.state().clone(),
-            counters: self.shared.counters.snapshot(),
+            counters,
             subscriptions: self.subscriptions.iter().map(|(_, n)| n.clone()).collect(),
-            queue_depth: self
-                .worker
-                .as_ref()
-                .map(|w| w.tx.max_capacity().saturating_sub(w.tx.capacity()))
-                .unwrap_or(0),
+            queue_depth: usize::try_from(self.shared.counters.queued.load(Ordering::Relaxed))
+                .unwrap_or(usize::MAX),
         }
     }
 
@@ -440,7 +444,8 @@ impl PluginManager {
 
     /// The status of every plugin, in load order.
     pub fn plugins(&self) -> Vec<PluginStatus> {
-        self.inner.entries().iter().map(Entry::status).collect()
+        let bus = &self.inner.bus;
+        self.inner.entries().iter().map(|e| e.status(bus)).collect()
     }
 
     /// The status of the plugin called `name`.
@@ -449,7 +454,7 @@ impl PluginManager {
             .entries()
             .iter()
             .find(|e| e.name() == name)
-            .map(Entry::status)
+            .map(|e| e.status(&self.inner.bus))
     }
 
     /// Discovers every `*.so` in the configured directories, loads each, and starts each
@@ -703,13 +708,11 @@ impl PluginManager {
             Arc::clone(&counters),
         ));
         let config_json = self.inner.config.plugin(&name).config_json().to_string();
-        let (worker, ready) = match spawn_worker(
-            library.clone(),
-            host,
-            config_json,
-            self.inner.config.plugins.queue_capacity,
-            Arc::clone(&counters),
-        ) {
+        let panics = PanicReport {
+            shared: Arc::clone(&shared),
+            manager: Arc::downgrade(&self.inner),
+        };
+        let (worker, ready) = match spawn_worker(library.clone(), host, config_json, panics) {
             Ok(spawned) => spawned,
             Err(err) => {
                 self.report_load_error_named(&err, &library).await;
@@ -852,6 +855,12 @@ impl PluginManager {
         let worker = {
             let mut entries = self.inner.entries();
             entries.iter_mut().find(|e| e.name() == name).and_then(|e| {
+                let ids = e.subscriptions.iter().map(|(id, _)| *id);
+                let carried = given_up(&self.inner.bus, ids);
+                e.shared
+                    .counters
+                    .timed_out
+                    .fetch_add(carried, Ordering::Relaxed);
                 for (id, _) in e.subscriptions.drain(..) {
                     self.inner.bus.unsubscribe(id);
                 }
@@ -860,7 +869,7 @@ impl PluginManager {
         };
         if let Some(worker) = worker {
             // Let the thread drop the instance; do not wait for a hung one.
-            let _ = worker.tx.try_send(Job::Stop(oneshot::channel().0));
+            let _ = worker.tx.send(Job::Stop(oneshot::channel().0));
         }
         self.emit(PluginErrorPayload {
             plugin: plugin.clone(),
@@ -874,7 +883,7 @@ impl PluginManager {
         &self,
         name: &str,
         sub: &AbiSubscription,
-        tx: &mpsc::Sender<Job>,
+        tx: &mpsc::UnboundedSender<Job>,
         shared: &Arc<PluginShared>,
     ) -> Result<Option<(SubscriptionId, String)>, ManagerError> {
         let handler = sub.handler;
@@ -904,7 +913,6 @@ impl PluginManager {
             filter: sub.filter.clone().into_option(),
             tx: tx.clone(),
             shared: Arc::clone(shared),
-            manager: Arc::downgrade(&self.inner),
         });
         let id = self
             .inner
@@ -913,9 +921,9 @@ impl PluginManager {
             .name(sub_name.clone())
             .timeout(timeout)
             .circuit_breaker(self.inner.options.breaker)
-            // Deliveries hand their job to the plugin's FIFO queue at their first poll, in
-            // mailbox order; letting several wait for answers at once keeps that order while the
-            // plugin thread works through its queue without a round trip per event.
+            // Deliveries hand their job to the plugin's FIFO queue in mailbox order; letting
+            // several be open at once keeps that order while the plugin thread works through
+            // its queue without a round trip per event.
             .max_in_flight(
                 self.inner
                     .config
@@ -923,7 +931,7 @@ impl PluginManager {
                     .queue_capacity
                     .clamp(1, MAX_IN_FLIGHT),
             )
-            .handle_async(move |event: Event| Arc::clone(&route).deliver(event))
+            .handle_deferred(move |event: &Event, done: Completion| route.deliver(event, done))
             .map_err(|e| sub_err(e.to_string()))?;
         tracing::debug!(plugin = %name, subscription = %sub_name, ?timeout, "plugin subscribed");
         Ok(Some((id, sub_name)))
@@ -944,6 +952,12 @@ impl PluginManager {
             }
             entry.shared.set_state(PluginState::Stopping);
             let subscriptions: Vec<_> = entry.subscriptions.drain(..).map(|(id, _)| id).collect();
+            let carried = given_up(&self.inner.bus, subscriptions.iter().copied());
+            entry
+                .shared
+                .counters
+                .timed_out
+                .fetch_add(carried, Ordering::Relaxed);
             (
                 entry.worker.take(),
                 Arc::clone(&entry.shared),
@@ -1196,88 +1210,78 @@ fn interest_of(sub: &AbiSubscription) -> Result<Interest, String> {
 // the bus side of one subscription
 // ---------------------------------------------------------------------------------
 
+/// Deliveries the bus stopped waiting for (timed out, or cut off by shutdown) on these
+/// subscriptions, as the bus counts them.
+fn given_up(bus: &Bus, ids: impl Iterator<Item = SubscriptionId>) -> u64 {
+    let ids: HashSet<SubscriptionId> = ids.collect();
+    if ids.is_empty() {
+        return 0;
+    }
+    bus.stats()
+        .subscriptions
+        .iter()
+        .filter(|s| ids.contains(&s.id))
+        .map(|s| s.totals.timed_out + s.totals.shutdown)
+        .sum()
+}
+
 /// What one plugin subscription's bus handler needs.
 ///
-/// The bus owns this (through the subscription), so it holds the manager, and through it the
-/// bus, only weakly: a strong `Bus` here would keep the bus alive through its own table.
+/// The bus owns this (through the subscription); it holds nothing that keeps the bus alive.
 struct Route {
     handler: u32,
     filter: Option<AbiFilter>,
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::UnboundedSender<Job>,
     shared: Arc<PluginShared>,
-    manager: Weak<Inner>,
-}
-
-/// Counts a delivery as timed out if its future is dropped before the plugin answered.
-struct Waiting<'a> {
-    counters: &'a Counters,
-    done: bool,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 impl Route {
-    async fn deliver(self: Arc<Self>, event: Event) -> Result<(), HandlerError> {
+    /// Hands `event` to the plugin thread with its completion; the thread finishes it.
+    fn deliver(&self, event: &Event, done: Completion) {
         let counters = &self.shared.counters;
-        let payload = event
-            .payload()
-            .json_shared()
-            .map_err(|e| HandlerError::permanent(format!("cannot serialize payload: {e}")))?;
+        let payload = match event.payload().json_shared() {
+            Ok(payload) => payload,
+            Err(e) => {
+                let error = format!("cannot serialize payload: {e}");
+                done.finish(Err(HandlerError::permanent(error)));
+                return;
+            }
+        };
         if let Some(filter) = &self.filter {
-            if !bridge::with_view(&event, &payload, |view| filter_matches(filter, view)) {
+            if !bridge::with_view(event, &payload, |view| filter_matches(filter, view)) {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                done.finish(());
+                return;
             }
         }
-        let mut waiting = Waiting {
-            counters,
-            done: false,
-        };
-        let (reply, answer) = oneshot::channel();
+        counters.queued.fetch_add(1, Ordering::Relaxed);
         let job = Job::Handle {
             handler: self.handler,
             event: event.clone(),
             payload,
-            reply,
+            done,
         };
-        if self.tx.send(job).await.is_err() {
-            waiting.done = true;
-            return Err(HandlerError::permanent(format!(
-                "plugin '{}' is not running",
-                self.shared.plugin_ref.name
-            )));
-        }
-        let answer = answer.await;
-        waiting.done = true;
-        match answer {
-            Ok(Ok(())) => {
-                counters.delivered.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
+            counters.queued.fetch_sub(1, Ordering::Relaxed);
+            if let Job::Handle { done, .. } = job {
+                done.finish(Err(HandlerError::permanent(format!(
+                    "plugin '{}' is not running",
+                    self.shared.plugin_ref.name
+                ))));
             }
-            Ok(Err(error)) => {
-                if error.is_panic() {
-                    counters.panicked.fetch_add(1, Ordering::Relaxed);
-                    self.report_first_panic(&error);
-                } else {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(bridge::handler_error(&error))
-            }
-            Err(_) => Err(HandlerError::permanent(format!(
-                "plugin '{}' ended without answering",
-                self.shared.plugin_ref.name
-            ))),
         }
     }
+}
 
+/// What the plugin thread needs to report an instance's first panic in `handle`.
+struct PanicReport {
+    shared: Arc<PluginShared>,
+    manager: Weak<Inner>,
+}
+
+impl PanicReport {
     /// The first panic of an instance is published as `plugin.error` (stage `handle`).
-    fn report_first_panic(&self, error: &PluginError) {
+    fn first_panic(&self, error: &PluginError) {
         if self.shared.reported_panic.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -1314,16 +1318,15 @@ fn spawn_worker(
     library: Library,
     host: plugbus_plugin_api::HostBox,
     config_json: String,
-    capacity: usize,
-    counters: Arc<Counters>,
+    panics: PanicReport,
 ) -> Result<(Worker, Ready), LoadError> {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (tx, rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = oneshot::channel();
     let name = library.meta.name.clone();
     let path = library.path.clone();
     let thread = std::thread::Builder::new()
         .name(format!("plugbus-plugin-{name}"))
-        .spawn(move || run_worker(library, host, config_json, rx, ready_tx, counters))
+        .spawn(move || run_worker(library, host, config_json, rx, ready_tx, panics))
         .map_err(|e| {
             LoadError::new(
                 path,
@@ -1351,7 +1354,7 @@ const SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 /// costs a futex wake-up on the sending side and a context switch here for every event, which
 /// dominated plugin delivery (~17% of the time in the kernel's wake-up path). So the thread first
 /// looks again for a short while, yielding its core, and only then blocks.
-fn next_job(rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
+fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>) -> Option<Job> {
     let started = std::time::Instant::now();
     loop {
         match rx.try_recv() {
@@ -1370,10 +1373,11 @@ fn run_worker(
     library: Library,
     host: plugbus_plugin_api::HostBox,
     config_json: String,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
     ready: oneshot::Sender<Result<Vec<AbiSubscription>, LoadError>>,
-    counters: Arc<Counters>,
+    panics: PanicReport,
 ) {
+    let counters = Arc::clone(&panics.shared.counters);
     let span = tracing::info_span!("plugin", name = %library.meta.name);
     let _entered = span.enter();
     let mut plugin = match loader::construct(&library, host, &config_json) {
@@ -1411,10 +1415,11 @@ fn run_worker(
                 handler,
                 event,
                 payload,
-                reply,
+                done,
             } => {
-                if reply.is_closed() {
-                    // The delivery gave up (timed out): the bus has already accounted for it.
+                counters.queued.fetch_sub(1, Ordering::Relaxed);
+                if done.is_abandoned() {
+                    // The bus gave up (timed out): it has already accounted for the delivery.
                     counters.abandoned.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -1423,7 +1428,24 @@ fn run_worker(
                         plugin.handle(handler, view).into_result()
                     })
                 });
-                let _ = reply.send(result);
+                // Counted before the answer goes out, so whoever sees the delivery finished
+                // also sees it counted; taken back if the bus had given up meanwhile (it
+                // counts that as timed out).
+                let counter = match &result {
+                    Ok(()) => &counters.delivered,
+                    Err(error) if error.is_panic() => &counters.panicked,
+                    Err(_) => &counters.failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if let Err(error) = &result {
+                    if error.is_panic() {
+                        panics.first_panic(error);
+                    }
+                }
+                let answer = result.as_ref().map_err(bridge::handler_error).copied();
+                if !done.finish(answer) {
+                    counter.fetch_sub(1, Ordering::Relaxed);
+                }
             }
             Job::Stop(reply) => {
                 let result = plugin.stop().into_result();
@@ -1448,14 +1470,14 @@ enum CallResult {
 
 /// Sends a lifecycle job and waits for its answer, at most `timeout` in all.
 async fn call(
-    tx: &mpsc::Sender<Job>,
+    tx: &mpsc::UnboundedSender<Job>,
     make: impl FnOnce(Reply) -> Job,
     timeout: Duration,
 ) -> CallResult {
     let (reply, answer) = oneshot::channel();
     let job = make(reply);
     let exchange = async {
-        if tx.send(job).await.is_err() {
+        if tx.send(job).is_err() {
             return CallResult::Gone;
         }
         match answer.await {
