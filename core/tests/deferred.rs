@@ -25,9 +25,7 @@ type Work = (mpsc::Sender<(Event, Completion)>, Arc<Mutex<Vec<usize>>>);
 
 /// A worker thread that finishes each completion with what `answer` says (None: keep it open
 /// forever), recording the order it saw the events in.
-fn worker(
-    answer: impl Fn(usize) -> Option<Result<(), HandlerError>> + Send + 'static,
-) -> Work {
+fn worker(answer: impl Fn(usize) -> Option<Result<(), HandlerError>> + Send + 'static) -> Work {
     let (tx, rx) = mpsc::channel::<(Event, Completion)>();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
