@@ -1,14 +1,13 @@
 //! What [`Bus::publish`](crate::Bus::publish) returns.
 //!
 //! A report is made for every publish and usually dropped a moment later, so its list of
-//! deliveries recycles its buffer: a dropped report hands the buffer to a small per-thread
-//! stock that the next report on that thread takes, instead of a `malloc` and a `free` per
-//! publish. The report itself stays small (48 bytes), so returning it through the future and
+//! deliveries recycles its buffer: a dropped report leaves the buffer in a per-thread slot that
+//! the next report on that thread takes, instead of a `malloc` and a `free` per publish. The report itself stays small (48 bytes), so returning it through the future and
 //! the caller's `?` moves a few words, not an inline array.
 
 use crate::id::EventId;
 use crate::subscription::{DeliveryReport, Outcome};
-use std::cell::RefCell;
+use std::cell::Cell;
 
 /// Every handler's outcome for one published event, in subscription order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,28 +20,21 @@ pub struct PublishReport {
     pub deliveries: Vec<DeliveryReport>,
 }
 
-/// Buffers kept per thread, and the largest kept (larger ones are freed).
-const STOCK: usize = 8;
+/// The largest buffer kept (larger ones are freed).
 const LARGEST: usize = 1024;
 
 thread_local! {
-    static SPARE: RefCell<Vec<Vec<DeliveryReport>>> = const { RefCell::new(Vec::new()) };
+    /// One spare buffer per thread: publishes on a thread follow each other, so one is enough
+    /// (a publish nested in a handler simply allocates).
+    static SPARE: Cell<Vec<DeliveryReport>> = const { Cell::new(Vec::new()) };
 }
 
 /// An empty buffer for at least `capacity` deliveries, recycled when one is at hand.
 #[inline]
 fn buffer(capacity: usize) -> Vec<DeliveryReport> {
-    let spare = SPARE
-        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-        .ok()
-        .flatten();
-    match spare {
-        Some(mut v) => {
-            v.reserve(capacity);
-            v
-        }
-        None => Vec::with_capacity(capacity),
-    }
+    let mut v = SPARE.try_with(Cell::take).unwrap_or_default();
+    v.reserve(capacity);
+    v
 }
 
 impl Drop for PublishReport {
@@ -52,14 +44,8 @@ impl Drop for PublishReport {
             return;
         }
         v.clear();
-        // During thread teardown the stock may be gone: the buffer is then simply freed.
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() < STOCK {
-                    s.push(v);
-                }
-            }
-        });
+        // During thread teardown the spare may be gone: the buffer is then simply freed.
+        let _ = SPARE.try_with(|s| s.set(v));
     }
 }
 
