@@ -45,6 +45,18 @@
 //!
 //! - [`Bus::try_emit`]: like `emit` from synchronous code; never waits for space.
 //!
+//! ## Which handler
+//!
+//! - [`handle`](SubscriptionBuilder::handle): `Fn(&Event)`, run inline; the cheapest. It must not
+//!   block, and cannot be timed out.
+//! - [`handle_async`](SubscriptionBuilder::handle_async): polled once inline; a timer is armed
+//!   only if it does not finish at once.
+//! - [`handle_blocking`](SubscriptionBuilder::handle_blocking): runs on tokio's blocking pool.
+//! - [`handle_deferred`](SubscriptionBuilder::handle_deferred): hands the event on (a worker
+//!   thread, a queue, a socket) with a [`Completion`] that is finished later, from anywhere. The
+//!   cheap way to feed another thread: no future, channel or timer per delivery (see
+//!   [`deferred`]). The plugin host feeds plugins this way.
+//!
 //! ## Guarantees
 //!
 //! - **Ordering**: through `emit`, each subscription sees events in the order they were
