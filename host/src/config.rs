@@ -168,7 +168,8 @@ pub struct PluginsConfig {
     pub directories: Vec<PathBuf>,
     /// Watch the directories and hot-plug added or changed plugins. Default: `false`.
     pub watch: bool,
-    /// Capacity of each plugin's dispatch queue. Default: `1024`.
+    /// How many deliveries each plugin subscription keeps queued for its plugin's thread at
+    /// once (capped at 256); further events wait in the bus mailbox. Default: `1024`.
     pub queue_capacity: usize,
     /// Per-call timeout of a plugin handler, unless the plugin's own table overrides
     /// it. Default: `5s`.
