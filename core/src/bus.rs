@@ -671,23 +671,7 @@ impl Bus {
     pub fn stats(&self) -> BusStats {
         let s = &self.shared;
         let subs = s.subs();
-        let subscriptions = subs
-            .iter()
-            .map(|sub| {
-                let (samples, p50, p99) = sub.counters.latency.summary();
-                SubscriptionStats {
-                    id: sub.id,
-                    name: sub.name.to_string(),
-                    totals: sub.counters.totals(),
-                    mailbox_depth: sub.mailbox.len(),
-                    mailbox_capacity: sub.mailbox.capacity(),
-                    latency_samples: samples,
-                    p50,
-                    p99,
-                    breaker: sub.breaker.as_ref().map(|b| b.state()),
-                }
-            })
-            .collect();
+        let subscriptions = subs.iter().map(|sub| sub_stats(sub)).collect();
         // Outcomes first, then deliveries: a delivery that starts and ends in between is then
         // over-counted as in flight, never under-counted.
         let totals = s.live_totals();
@@ -735,7 +719,7 @@ impl Bus {
 
     /// The stats of one subscription, if it is live.
     pub fn subscription_stats(&self, id: SubscriptionId) -> Option<SubscriptionStats> {
-        self.stats().subscriptions.into_iter().find(|s| s.id == id)
+        self.shared.find(id).map(|sub| sub_stats(&sub))
     }
 
     /// The dead letters now queued, oldest first.
@@ -783,6 +767,22 @@ impl Bus {
     /// As `publish`.
     pub fn publish_blocking<E: EventArg>(&self, event: E) -> Result<PublishReport, PublishError> {
         self.shared.runtime.block_on(self.publish(event))
+    }
+}
+
+/// One subscription's figures, read now.
+fn sub_stats(sub: &Sub) -> SubscriptionStats {
+    let (samples, p50, p99) = sub.counters.latency.summary();
+    SubscriptionStats {
+        id: sub.id,
+        name: sub.name.to_string(),
+        totals: sub.counters.totals(),
+        mailbox_depth: sub.mailbox.len(),
+        mailbox_capacity: sub.mailbox.capacity(),
+        latency_samples: samples,
+        p50,
+        p99,
+        breaker: sub.breaker.as_ref().map(|b| b.state()),
     }
 }
 

@@ -1221,14 +1221,7 @@ fn interest_of(sub: &AbiSubscription) -> Result<Interest, String> {
 /// Deliveries the bus stopped waiting for (timed out, or cut off by shutdown) on these
 /// subscriptions, as the bus counts them.
 fn given_up(bus: &Bus, ids: impl Iterator<Item = SubscriptionId>) -> u64 {
-    let ids: HashSet<SubscriptionId> = ids.collect();
-    if ids.is_empty() {
-        return 0;
-    }
-    bus.stats()
-        .subscriptions
-        .iter()
-        .filter(|s| ids.contains(&s.id))
+    ids.filter_map(|id| bus.subscription_stats(id))
         .map(|s| s.totals.timed_out + s.totals.shutdown)
         .sum()
 }
