@@ -30,6 +30,57 @@ use tracing::Instrument as _;
 /// Matching subscriptions for one event type, in subscription order.
 pub(crate) type Route = Arc<[Arc<Sub>]>;
 
+/// What [`Shared::enqueue`] did with an event.
+#[derive(Default)]
+pub(crate) struct Enqueued {
+    /// Full mailboxes under [`Overflow::Wait`]: the deliveries still owed.
+    pub(crate) waiting: Vec<Arc<Sub>>,
+    /// Subscriptions that refused the event.
+    pub(crate) rejected: Vec<SubscriptionId>,
+    /// The event was routed (not filtered or unrouted): the caller counts it routed once the
+    /// `waiting` deliveries are settled.
+    pub(crate) routed: bool,
+}
+
+/// True if every bus-wide filter accepts `event`. A filter that panics drops the event (counted
+/// as filtered, and as a filter panic) instead of unwinding into the publisher.
+#[inline]
+fn passes_filters(shard: &Shard, table: &Table, event: &Event) -> bool {
+    match catch_unwind(AssertUnwindSafe(|| {
+        table.filters.iter().all(|(_, f)| f.matches(event))
+    })) {
+        Ok(pass) => pass,
+        Err(p) => {
+            shard.filter_panicked();
+            let message = crate::handler::panic_message(&*p);
+            tracing::warn!(event_id = %event.id(), event_type = event.event_type().name(), panic = &*message, "bus filter panicked: event dropped");
+            false
+        }
+    }
+}
+
+/// The deliveries an `emit` still owes after its first pass: the subscriptions whose mailbox
+/// was full under [`Overflow::Wait`]. Whatever ends the emit, this settles the account: if the
+/// emit's future is dropped while it waits, each subscription still owed is recorded as
+/// [`Outcome::Cancelled`], and the event is counted routed either way.
+struct Owed<'a> {
+    shared: &'a Shared,
+    event: &'a Event,
+    subs: Vec<Arc<Sub>>,
+    routed: bool,
+}
+
+impl Drop for Owed<'_> {
+    fn drop(&mut self) {
+        for sub in self.subs.drain(..) {
+            dispatch::not_delivered(self.shared, &sub, self.event, Outcome::Cancelled, 0);
+        }
+        if self.routed {
+            self.shared.counters.local().routed();
+        }
+    }
+}
+
 /// What [`Bus::publish`] takes: an [`Event`], or `&Event` to publish an event you keep (no
 /// reference count is touched unless a delivery has to outlive the first poll).
 ///
@@ -290,6 +341,12 @@ impl Shared {
         self.table.load().subs.clone()
     }
 
+    /// Every subscription still alive: those in the table, and those removed whose mailbox
+    /// task is still delivering what was queued before the removal.
+    pub(crate) fn live_subs(&self) -> Vec<Arc<Sub>> {
+        self.known.lock().iter().filter_map(Weak::upgrade).collect()
+    }
+
     pub(crate) fn find(&self, id: SubscriptionId) -> Option<Arc<Sub>> {
         self.table.load().subs.iter().find(|s| s.id == id).cloned()
     }
@@ -346,18 +403,34 @@ impl Shared {
         t.filtered + t.unrouted + t.routed >= t.accepted
     }
 
-    /// Applies the bus-wide filters to an accepted event and finds its route, counting the event
-    /// as filtered or unrouted, or counting the deliveries the caller is about to start (before
-    /// any of them can finish, so `in_flight` never undercounts).
-    fn route<'t>(&self, shard: &Shard, table: &'t Table, event: &Event) -> Routing<'t> {
-        if !table.filters.iter().all(|(_, f)| f.matches(event)) {
+    /// Applies the bus-wide filters to an accepted event and finds its route (narrowed to
+    /// `only`, when given), counting the event as filtered or unrouted, or counting the
+    /// deliveries the caller is about to start (before any of them can finish, so `in_flight`
+    /// never undercounts).
+    fn route<'t>(
+        &self,
+        shard: &Shard,
+        table: &'t Table,
+        event: &Event,
+        only: Option<&[SubscriptionId]>,
+    ) -> Routing<'t> {
+        if !table.filters.is_empty() && !passes_filters(shard, table, event) {
             shard.filtered();
             return Routing::Filtered;
         }
-        let route = match table.cached_route(event.event_type()) {
+        let mut route = match table.cached_route(event.event_type()) {
             Some(r) => Cow::Borrowed(r),
             None => Cow::Owned(table.resolve(event.event_type())),
         };
+        if let Some(only) = only {
+            route = Cow::Owned(
+                route
+                    .iter()
+                    .filter(|s| only.contains(&s.id))
+                    .cloned()
+                    .collect(),
+            );
+        }
         if route.is_empty() {
             shard.unrouted();
             return Routing::Unrouted;
@@ -366,19 +439,24 @@ impl Shared {
         Routing::To(route)
     }
 
-    /// Enqueues into every matching mailbox without waiting. Returns the subscriptions whose
-    /// mailbox was full under the `Wait` policy (to wait for, or report) and those that rejected.
+    /// Enqueues into every matching mailbox (or those in `only`) without waiting. The caller
+    /// deals with the subscriptions whose mailbox was full under the `Wait` policy, then
+    /// counts the event routed if `routed` says so: an event is routed only once every
+    /// delivery it owes has been handed over (or accounted for), so shutdown, which waits for
+    /// routing to settle before it closes the mailboxes, never closes one on an event a
+    /// publisher is still trying to put in.
     pub(crate) fn enqueue(
         self: &Arc<Self>,
         shard: &Shard,
         event: &Event,
-    ) -> (Vec<Arc<Sub>>, Vec<SubscriptionId>) {
-        let mut waiting = Vec::new();
-        let mut rejected = Vec::new();
+        only: Option<&[SubscriptionId]>,
+    ) -> Enqueued {
+        let mut out = Enqueued::default();
         let table = self.table.load();
-        let Routing::To(route) = self.route(shard, &table, event) else {
-            return (waiting, rejected);
+        let Routing::To(route) = self.route(shard, &table, event, only) else {
+            return out;
         };
+        out.routed = true;
         for sub in route.iter() {
             self.ensure_drain(sub);
             match sub.mailbox.try_push(event.clone(), sub.overflow) {
@@ -387,22 +465,27 @@ impl Shared {
                     dispatch::not_delivered(self, sub, &old, Outcome::Dropped, 0);
                 }
                 Push::Full(e) => match sub.overflow {
-                    Overflow::Wait => waiting.push(Arc::clone(sub)),
+                    Overflow::Wait => out.waiting.push(Arc::clone(sub)),
                     Overflow::DeadLetter => self.dead_letter_overflow(sub, e),
                     _ => {
                         dispatch::not_delivered(self, sub, &e, Outcome::Rejected, 0);
-                        rejected.push(sub.id);
+                        out.rejected.push(sub.id);
                     }
                 },
-                Push::Closed(_) => {
-                    // Unsubscribed while we routed: it never reached the subscription.
-                    sub.counters.skipped(false);
-                }
+                Push::Closed(e) => self.closed_on_push(sub, &e),
             }
         }
-        // Last, so that shutdown seeing it routed also sees its deliveries counted.
-        shard.routed();
-        (waiting, rejected)
+        out
+    }
+
+    /// A push found the mailbox closed: unsubscribed while we routed (the event never reached
+    /// the subscription: skipped), or the bus shut down at its deadline while we waited.
+    fn closed_on_push(&self, sub: &Sub, event: &Event) {
+        if self.accepting.load(Ordering::Acquire) {
+            sub.counters.skipped(false);
+        } else {
+            dispatch::not_delivered(self, sub, event, Outcome::Shutdown, 0);
+        }
     }
 
     /// A full mailbox under [`Overflow::DeadLetter`]: the new event is kept for replay.
@@ -486,11 +569,11 @@ impl Bus {
         shard: &Shard,
         event: &Event,
         cx: &mut std::task::Context<'_>,
-    ) -> (PublishReport, Vec<(usize, PendingDelivery)>) {
+    ) -> (PublishReport, Vec<Pending>) {
         let shared = &self.shared;
-        let mut pending: Vec<(usize, PendingDelivery)> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         let table = shared.table.load();
-        let route = match shared.route(shard, &table, event) {
+        let route = match shared.route(shard, &table, event, None) {
             Routing::Filtered => return (PublishReport::filtered(event.id()), pending),
             Routing::Unrouted => return (PublishReport::new(event.id(), 0), pending),
             Routing::To(route) => route,
@@ -516,6 +599,7 @@ impl Bus {
                     Started::Continue(how) => {
                         pending.push((
                             report.deliveries.len(),
+                            Arc::clone(sub),
                             Box::pin(
                                 dispatch::finish(
                                     Arc::clone(shared),
@@ -545,30 +629,86 @@ impl Bus {
     /// subscription's task delivers it in order. A full mailbox applies its overflow policy;
     /// under [`Overflow::Wait`] this waits for space.
     ///
+    /// # Cancel safety
+    /// This method is cancel safe, as tokio's `mpsc::Sender::send` is: dropping the future
+    /// (a `select!` branch that lost, a `timeout`) while it waits for room leaves nothing in
+    /// flight. The subscriptions that already had the event keep it and deliver it; each one
+    /// still waiting for room records the delivery as [`Outcome::Cancelled`] (counted in
+    /// `failed`, reason `cancelled`), so the account says exactly who got the event.
+    ///
     /// # Errors
     /// The bus is shutting down, or some mailboxes rejected the event (it was enqueued for every
-    /// other match); the event is handed back.
+    /// other match); the event is handed back, with the subscriptions it is still owed to (see
+    /// [`PublishError::owed`] and [`emit_to`](Self::emit_to)).
     pub async fn emit(&self, event: Event) -> Result<(), PublishError> {
+        self.emit_inner(event, None).await
+    }
+
+    /// [`emit`](Self::emit) to only the listed subscriptions (those of them that still exist
+    /// and match the event): the way to finish an emit that some mailboxes refused without
+    /// delivering it twice to the others. The retry is a publish of its own: it is accepted,
+    /// routed and accounted like any emit, and the first attempt's refused deliveries stay
+    /// counted as rejected.
+    ///
+    /// ```
+    /// # async fn f(bus: plugbus::Bus, event: plugbus::Event) {
+    /// if let Err(refused) = bus.emit(event).await {
+    ///     let owed = refused.owed().to_vec();
+    ///     // ... later, once the slow subscribers caught up:
+    ///     let _ = bus.emit_to(refused.event, &owed).await;
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As `emit`.
+    pub async fn emit_to(&self, event: Event, subs: &[SubscriptionId]) -> Result<(), PublishError> {
+        self.emit_inner(event, Some(subs)).await
+    }
+
+    async fn emit_inner(
+        &self,
+        event: Event,
+        only: Option<&[SubscriptionId]>,
+    ) -> Result<(), PublishError> {
         let span = tracing::trace_span!(
             "plugbus.emit",
             event_type = event.event_type().name(),
             event_id = %event.id(),
         );
-        let (event, waiting, rejected) = {
+        let (event, queued) = {
             let _entered = span.enter();
             let shard = self.shared.counters.local();
             let event = self.shared.admit(shard, event)?.into_event();
-            let (waiting, rejected) = self.shared.enqueue(shard, &event);
-            (event, waiting, rejected)
+            let queued = self.shared.enqueue(shard, &event, only);
+            if queued.waiting.is_empty() && queued.routed {
+                shard.routed();
+            }
+            (event, queued)
         };
-        for sub in waiting {
-            match sub.mailbox.push_wait(event.clone()).await {
-                Push::Queued => {}
-                Push::Evicted(old) => {
-                    dispatch::not_delivered(&self.shared, &sub, &old, Outcome::Dropped, 0);
-                }
-                Push::Full(e) | Push::Closed(e) => {
-                    dispatch::not_delivered(&self.shared, &sub, &e, Outcome::Shutdown, 0);
+        let Enqueued {
+            waiting,
+            rejected,
+            routed,
+        } = queued;
+        if !waiting.is_empty() {
+            let mut owed = Owed {
+                shared: &self.shared,
+                event: &event,
+                subs: waiting,
+                routed,
+            };
+            // The subscription leaves `owed` only once its push has ended, so a cancel at the
+            // await below finds it still owed.
+            while let Some(sub) = owed.subs.last() {
+                let pushed = sub.mailbox.push_wait(event.clone()).await;
+                let Some(sub) = owed.subs.pop() else { break };
+                match pushed {
+                    Push::Queued => {}
+                    Push::Evicted(old) => {
+                        dispatch::not_delivered(&self.shared, &sub, &old, Outcome::Dropped, 0);
+                    }
+                    Push::Full(e) | Push::Closed(e) => self.shared.closed_on_push(&sub, &e),
                 }
             }
         }
@@ -586,8 +726,43 @@ impl Bus {
     /// as rejected for that subscription.
     ///
     /// # Errors
-    /// The bus is shutting down, or some mailboxes were full; the event is handed back.
+    /// The bus is shutting down, or some mailboxes were full; the event is handed back with
+    /// the subscriptions still owed ([`PublishError::owed`]), which
+    /// [`try_emit_to`](Self::try_emit_to) retries without duplicating the event for the others.
     pub fn try_emit(&self, event: Event) -> Result<(), PublishError> {
+        self.try_emit_inner(event, None)
+    }
+
+    /// [`try_emit`](Self::try_emit) to only the listed subscriptions (those that still exist
+    /// and match): finishes a partial `try_emit`.
+    ///
+    /// ```
+    /// # fn f(bus: plugbus::Bus, event: plugbus::Event) {
+    /// let mut next = bus.try_emit(event);
+    /// for _ in 0..3 {
+    ///     match next {
+    ///         Err(refused) if !refused.owed().is_empty() => {
+    ///             std::thread::yield_now();
+    ///             let owed = refused.owed().to_vec();
+    ///             next = bus.try_emit_to(refused.event, &owed);
+    ///         }
+    ///         _ => break,
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As `try_emit`.
+    pub fn try_emit_to(&self, event: Event, subs: &[SubscriptionId]) -> Result<(), PublishError> {
+        self.try_emit_inner(event, Some(subs))
+    }
+
+    fn try_emit_inner(
+        &self,
+        event: Event,
+        only: Option<&[SubscriptionId]>,
+    ) -> Result<(), PublishError> {
         let span = tracing::trace_span!(
             "plugbus.emit",
             event_type = event.event_type().name(),
@@ -596,10 +771,17 @@ impl Bus {
         let _entered = span.enter();
         let shard = self.shared.counters.local();
         let event = self.shared.admit(shard, event)?.into_event();
-        let (waiting, mut rejected) = self.shared.enqueue(shard, &event);
+        let Enqueued {
+            waiting,
+            mut rejected,
+            routed,
+        } = self.shared.enqueue(shard, &event, only);
         for sub in waiting {
             dispatch::not_delivered(&self.shared, &sub, &event, Outcome::Rejected, 0);
             rejected.push(sub.id);
+        }
+        if routed {
+            shard.routed();
         }
         if rejected.is_empty() {
             Ok(())
@@ -679,6 +861,7 @@ impl Bus {
         BusStats {
             accepted: c.accepted,
             filtered: c.filtered,
+            filter_panics: c.filter_panics,
             unrouted: c.unrouted,
             routed: c.routed,
             deliveries: c.deliveries,
@@ -690,7 +873,8 @@ impl Bus {
         }
     }
 
-    /// Deliveries routed but not finished yet (queued, running, or waiting for a retry).
+    /// Deliveries routed but not finished yet: queued, running, waiting for a retry, or owed by
+    /// an `emit` still waiting for room. Zero exactly when every delivery so far has ended.
     pub fn in_flight(&self) -> u64 {
         // Outcomes first (see `stats`).
         let finished = self.shared.live_totals().finished();
@@ -813,9 +997,27 @@ impl<E: EventArg> fmt::Debug for PublishState<E> {
     }
 }
 
+/// A delivery of a publish still running: its index in the report, its subscription, and
+/// the rest of it.
+type Pending = (usize, Arc<Sub>, PendingDelivery);
+
+/// A publish whose deliveries did not all finish on the first poll.
 struct Joining {
+    shared: Arc<Shared>,
+    event: Event,
     report: PublishReport,
-    pending: Vec<(usize, PendingDelivery)>,
+    pending: Vec<Pending>,
+}
+
+impl Drop for Joining {
+    /// The publish was cancelled (its future dropped) with deliveries still running: each is
+    /// stopped where it is and recorded as [`Outcome::Cancelled`], so nothing stays in flight.
+    fn drop(&mut self) {
+        for (_, sub, delivery) in self.pending.drain(..) {
+            drop(delivery);
+            dispatch::not_delivered(&self.shared, &sub, &self.event, Outcome::Cancelled, 1);
+        }
+    }
 }
 
 impl<E: EventArg> std::future::Future for Publish<'_, E> {
@@ -843,12 +1045,19 @@ impl<E: EventArg> std::future::Future for Publish<'_, E> {
                 if pending.is_empty() {
                     return Poll::Ready(Ok(report));
                 }
-                this.state = PublishState::Joining(Box::new(Joining { report, pending }));
+                this.state = PublishState::Joining(Box::new(Joining {
+                    shared: Arc::clone(&this.bus.shared),
+                    event: event.get().clone(),
+                    report,
+                    pending,
+                }));
                 self.poll(cx)
             }
             PublishState::Joining(mut j) => {
-                let Joining { report, pending } = &mut *j;
-                pending.retain_mut(|(i, fut)| match fut.as_mut().poll(cx) {
+                let Joining {
+                    report, pending, ..
+                } = &mut *j;
+                pending.retain_mut(|(i, _, fut)| match fut.as_mut().poll(cx) {
                     Poll::Ready(r) => {
                         report.deliveries[*i] = r;
                         false
@@ -856,7 +1065,11 @@ impl<E: EventArg> std::future::Future for Publish<'_, E> {
                     Poll::Pending => true,
                 });
                 if pending.is_empty() {
-                    Poll::Ready(Ok(j.report))
+                    let id = j.report.event_id;
+                    Poll::Ready(Ok(std::mem::replace(
+                        &mut j.report,
+                        PublishReport::filtered(id),
+                    )))
                 } else {
                     this.state = PublishState::Joining(j);
                     Poll::Pending

@@ -24,6 +24,7 @@ pub(crate) struct Shard {
     unrouted: AtomicU64,
     routed: AtomicU64,
     deliveries: AtomicU64,
+    filter_panics: AtomicU64,
 }
 
 /// Adds to a counter only the current thread writes.
@@ -60,6 +61,12 @@ impl Shard {
         bump(&self.filtered, 1);
     }
 
+    /// Of the filtered: a bus-wide filter panicked on the event.
+    #[cold]
+    pub(crate) fn filter_panicked(&self) {
+        bump(&self.filter_panics, 1);
+    }
+
     /// An accepted event no subscription matched.
     #[inline]
     pub(crate) fn unrouted(&self) {
@@ -82,6 +89,8 @@ impl Shard {
 #[derive(Debug)]
 pub(crate) struct BusCounters {
     shards: ThreadLocal<Shard>,
+    /// Dead letters with reason `Shutdown`: rare, so one shared atomic.
+    shutdown_dead_letters: AtomicU64,
 }
 
 impl Default for BusCounters {
@@ -89,6 +98,7 @@ impl Default for BusCounters {
         crate::fence::init();
         BusCounters {
             shards: ThreadLocal::new(),
+            shutdown_dead_letters: AtomicU64::new(0),
         }
     }
 }
@@ -101,6 +111,7 @@ pub(crate) struct Totals {
     pub(crate) unrouted: u64,
     pub(crate) routed: u64,
     pub(crate) deliveries: u64,
+    pub(crate) filter_panics: u64,
 }
 
 impl BusCounters {
@@ -115,6 +126,15 @@ impl BusCounters {
     /// closed.
     pub(crate) fn seal(&self) {
         crate::fence::heavy();
+    }
+
+    /// A delivery dead-lettered because the bus shut down before it could be made.
+    pub(crate) fn shutdown_dead_letter(&self) {
+        self.shutdown_dead_letters.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn shutdown_dead_letters(&self) -> u64 {
+        self.shutdown_dead_letters.load(Ordering::Relaxed)
     }
 
     /// Deliveries about to start, counted in this thread's shard.
@@ -132,6 +152,7 @@ impl BusCounters {
             t.filtered += s.filtered.load(Ordering::Acquire);
             t.unrouted += s.unrouted.load(Ordering::Acquire);
             t.deliveries += s.deliveries.load(Ordering::Acquire);
+            t.filter_panics += s.filter_panics.load(Ordering::Acquire);
         }
         t
     }

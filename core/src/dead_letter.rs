@@ -22,6 +22,8 @@ use std::time::Duration;
 pub enum DeadLetterReason {
     /// The handler returned this error (after any retries).
     Error(String),
+    /// The handler said the event is malformed (a poison message).
+    BadEvent(String),
     /// The handler did not finish within this timeout.
     TimedOut(Duration),
     /// The handler panicked with this message.
@@ -38,6 +40,7 @@ impl fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeadLetterReason::Error(e) => write!(f, "handler error: {e}"),
+            DeadLetterReason::BadEvent(e) => write!(f, "bad event: {e}"),
             DeadLetterReason::TimedOut(d) => write!(f, "timed out after {d:?}"),
             DeadLetterReason::Panicked(m) => write!(f, "handler panicked: {m}"),
             DeadLetterReason::CircuitOpen => f.write_str("circuit open"),

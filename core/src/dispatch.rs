@@ -107,6 +107,8 @@ pub(crate) fn not_delivered(
 ) -> DeliveryReport {
     let reason = match &outcome {
         Outcome::Failed(_) => Reason::Error,
+        Outcome::BadEvent(_) => Reason::BadEvent,
+        Outcome::Cancelled => Reason::Cancelled,
         Outcome::TimedOut(_) => Reason::TimedOut,
         Outcome::Panicked(_) => Reason::Panicked,
         Outcome::CircuitOpen => Reason::CircuitOpen,
@@ -117,7 +119,9 @@ pub(crate) fn not_delivered(
             return report(sub, outcome, attempts, false)
         }
     };
-    if attempts > 0 {
+    // A bad event says nothing about the handler's health: counting it would let malformed
+    // input open the circuit and hide the good events behind it.
+    if attempts > 0 && reason != Reason::BadEvent {
         if let Some(b) = &sub.breaker {
             if b.on_failure() {
                 tracing::warn!(subscriber = &*sub.name, "circuit opened");
@@ -127,8 +131,16 @@ pub(crate) fn not_delivered(
     if let Some(d) = &sub.dedup {
         d.forget(event.id());
     }
-    // Drop-oldest and reject exist to shed load: dead-lettering those would defeat them.
-    let dead_letter = sub.dead_letter && !matches!(reason, Reason::Dropped | Reason::Rejected);
+    // Drop-oldest and reject exist to shed load: dead-lettering those would defeat them. A
+    // cancelled emit was the publisher's choice: the event never reached this subscription.
+    let dead_letter = sub.dead_letter
+        && !matches!(
+            reason,
+            Reason::Dropped | Reason::Rejected | Reason::Cancelled
+        );
+    if dead_letter && reason == Reason::Shutdown {
+        shared.counters.shutdown_dead_letter();
+    }
     if dead_letter {
         if let Some(why) = outcome.dead_letter_reason() {
             shared.dead_letters.push(DeadLetter {
@@ -154,10 +166,13 @@ fn outcome_of(a: Attempt) -> Outcome {
     }
 }
 
-/// The outcome of a final handler error: a reported panic counts as a panic.
+/// The outcome of a final handler error: a reported panic counts as a panic, a bad event as a
+/// bad event.
 pub(crate) fn failed(e: HandlerError) -> Outcome {
     if e.is_panic() {
         Outcome::Panicked(Arc::from(e.message()))
+    } else if e.is_bad_event() {
+        Outcome::BadEvent(e)
     } else {
         Outcome::Failed(e)
     }
@@ -169,12 +184,20 @@ pub(crate) fn retryable(sub: &Sub, err: &HandlerError, attempt: u32) -> bool {
 
 /// The subscription's own checks before its handler runs: filter, dedup, breaker. `Some` is a
 /// delivery decided (and counted) without calling the handler.
+///
+/// A filter that panics decides the delivery too: it ends [`Outcome::Panicked`] with a reason
+/// that says the filter panicked (dead-lettered if the subscription keeps dead letters), and
+/// the panic goes no further.
 #[inline]
 pub(crate) fn precheck(shared: &Shared, sub: &Sub, event: &Event) -> Option<DeliveryReport> {
     if let Some(f) = &sub.filter {
-        if !f.matches(event) {
-            sub.counters.skipped(false);
-            return Some(report(sub, Outcome::Skipped, 0, false));
+        match catch_unwind(AssertUnwindSafe(|| f.matches(event))) {
+            Ok(true) => {}
+            Ok(false) => {
+                sub.counters.skipped(false);
+                return Some(report(sub, Outcome::Skipped, 0, false));
+            }
+            Err(p) => return Some(filter_panicked(shared, sub, event, &*p)),
         }
     }
     if let Some(d) = &sub.dedup {
@@ -189,6 +212,19 @@ pub(crate) fn precheck(shared: &Shared, sub: &Sub, event: &Event) -> Option<Deli
         }
     }
     None
+}
+
+#[cold]
+fn filter_panicked(
+    shared: &Shared,
+    sub: &Sub,
+    event: &Event,
+    payload: &(dyn std::any::Any + Send),
+) -> DeliveryReport {
+    let message = panic_message(payload);
+    tracing::warn!(subscriber = &*sub.name, event_id = %event.id(), panic = &*message, "subscription filter panicked");
+    let outcome = Outcome::Panicked(Arc::from(format!("filter panicked: {message}")));
+    not_delivered(shared, sub, event, outcome, 0)
 }
 
 /// Starts a delivery and finishes it if it can be finished without waiting.

@@ -153,6 +153,17 @@ impl PublishError {
     pub fn into_event(self) -> Event {
         self.event
     }
+
+    /// The subscriptions the event is still owed to: those whose mailbox refused it (empty
+    /// when the bus is shutting down). Every other match has it already, so retry with
+    /// [`Bus::try_emit_to`](crate::Bus::try_emit_to) or [`Bus::emit_to`](crate::Bus::emit_to)
+    /// and these ids to deliver it once to each.
+    pub fn owed(&self) -> &[SubscriptionId] {
+        match &self.kind {
+            PublishErrorKind::Full(subs) => subs,
+            PublishErrorKind::ShuttingDown => &[],
+        }
+    }
 }
 
 /// A subscription could not be made.

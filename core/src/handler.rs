@@ -12,7 +12,9 @@
 //!   [`crate::deferred`]'s docs for why this is the cheap way to feed another thread).
 //!
 //! A handler returns `()` or `Result<(), E>` with `E: Into<HandlerError>`. Mark an error
-//! [`retryable`](HandlerError::retryable) to let the subscription's retry policy try again.
+//! [`retryable`](HandlerError::retryable) to let the subscription's retry policy try again, or
+//! [`bad_event`](HandlerError::bad_event) when the event itself is malformed (a poison message:
+//! dead-lettered, never retried, and never held against the handler's circuit breaker).
 
 use crate::event::Event;
 use std::fmt;
@@ -29,48 +31,76 @@ pub struct HandlerError(Arc<ErrorInner>);
 #[derive(PartialEq, Eq)]
 struct ErrorInner {
     message: String,
-    retryable: bool,
-    panicked: bool,
+    kind: ErrorKind,
+}
+
+/// What kind of failure a [`HandlerError`] is; it decides retries, the breaker and the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Permanent,
+    Retryable,
+    Panicked,
+    BadEvent,
 }
 
 impl HandlerError {
     /// A failure worth retrying (a busy resource, a lost connection).
     pub fn retryable(message: impl fmt::Display) -> HandlerError {
+        HandlerError::of(ErrorKind::Retryable, message)
+    }
+
+    fn of(kind: ErrorKind, message: impl fmt::Display) -> HandlerError {
         HandlerError(Arc::new(ErrorInner {
             message: message.to_string(),
-            retryable: true,
-            panicked: false,
+            kind,
         }))
     }
 
     /// A failure that retrying will not fix.
     pub fn permanent(message: impl fmt::Display) -> HandlerError {
-        HandlerError(Arc::new(ErrorInner {
-            message: message.to_string(),
-            retryable: false,
-            panicked: false,
-        }))
+        HandlerError::of(ErrorKind::Permanent, message)
+    }
+
+    /// The *event* is bad, not the handler: its payload does not decode, or a field it must
+    /// have is missing. A poison message: never retried, dead-lettered with this reason, and
+    /// never counted towards the circuit breaker, so a stream of malformed input cannot switch
+    /// a handler off for the good events behind it. The outcome is
+    /// [`Outcome::BadEvent`](crate::Outcome::BadEvent).
+    ///
+    /// ```
+    /// use plugbus::{Event, HandlerError};
+    /// fn handle(e: &Event) -> Result<(), HandlerError> {
+    ///     let bytes = e.data_json().map_err(HandlerError::bad_event)?;
+    ///     let v: serde_json::Value = serde_json::from_slice(bytes)
+    ///         .map_err(|err| HandlerError::bad_event(format!("payload: {err}")))?;
+    ///     let _user = v.get("user_id").ok_or_else(|| HandlerError::bad_event("no user_id"))?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn bad_event(message: impl fmt::Display) -> HandlerError {
+        HandlerError::of(ErrorKind::BadEvent, message)
+    }
+
+    /// True for errors made with [`HandlerError::bad_event`].
+    pub fn is_bad_event(&self) -> bool {
+        self.0.kind == ErrorKind::BadEvent
     }
 
     /// A handler that panicked somewhere the bus could not catch it itself (another thread, a
     /// plugin behind an ABI) reports it with this: the delivery's outcome is then
     /// [`Outcome::Panicked`](crate::Outcome::Panicked), never retried.
     pub fn panicked(message: impl fmt::Display) -> HandlerError {
-        HandlerError(Arc::new(ErrorInner {
-            message: message.to_string(),
-            retryable: false,
-            panicked: true,
-        }))
+        HandlerError::of(ErrorKind::Panicked, message)
     }
 
     /// True for errors made with [`HandlerError::panicked`].
     pub fn is_panic(&self) -> bool {
-        self.0.panicked
+        self.0.kind == ErrorKind::Panicked
     }
 
     /// True if the retry policy may try again.
     pub fn is_retryable(&self) -> bool {
-        self.0.retryable
+        self.0.kind == ErrorKind::Retryable
     }
 
     /// The message.
@@ -81,12 +111,13 @@ impl HandlerError {
 
 impl fmt::Debug for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "HandlerError({}{:?})",
-            if self.0.retryable { "retryable, " } else { "" },
-            self.0.message
-        )
+        let kind = match self.0.kind {
+            ErrorKind::Permanent => "",
+            ErrorKind::Retryable => "retryable, ",
+            ErrorKind::Panicked => "panicked, ",
+            ErrorKind::BadEvent => "bad event, ",
+        };
+        write!(f, "HandlerError({kind}{:?})", self.0.message)
     }
 }
 

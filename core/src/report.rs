@@ -70,6 +70,18 @@ impl PublishReport {
         }
     }
 
+    /// Takes the deliveries out (the report recycles its buffer when dropped, so its fields
+    /// cannot be moved out directly).
+    ///
+    /// ```
+    /// # async fn f(bus: plugbus::Bus, event: plugbus::Event) -> Result<(), plugbus::PublishError> {
+    /// let deliveries: Vec<plugbus::DeliveryReport> = bus.publish(event).await?.into_deliveries();
+    /// # Ok(()) }
+    /// ```
+    pub fn into_deliveries(mut self) -> Vec<DeliveryReport> {
+        std::mem::take(&mut self.deliveries)
+    }
+
     /// True if every matching handler succeeded (vacuously true with no match).
     pub fn all_delivered(&self) -> bool {
         self.deliveries.iter().all(|d| d.outcome.is_delivered())

@@ -30,6 +30,8 @@ pub struct DeliveryTotals {
     pub dead_lettered: u64,
     /// Reason: the handler returned an error (after any retries).
     pub errors: u64,
+    /// Reason: the handler said the event is malformed (a poison message).
+    pub bad_event: u64,
     /// Reason: the handler did not finish within its timeout.
     pub timed_out: u64,
     /// Reason: the handler panicked.
@@ -42,6 +44,8 @@ pub struct DeliveryTotals {
     pub dropped: u64,
     /// Reason: the bus shut down before the delivery ran.
     pub shutdown: u64,
+    /// Reason: the `emit` waiting for room in the mailbox was cancelled (always in `failed`).
+    pub cancelled: u64,
     /// Attempts that were retried (not an outcome).
     pub retried: u64,
     /// Of `skipped`: duplicates.
@@ -60,12 +64,14 @@ impl DeliveryTotals {
         self.failed += o.failed;
         self.dead_lettered += o.dead_lettered;
         self.errors += o.errors;
+        self.bad_event += o.bad_event;
         self.timed_out += o.timed_out;
         self.panicked += o.panicked;
         self.circuit_open += o.circuit_open;
         self.rejected += o.rejected;
         self.dropped += o.dropped;
         self.shutdown += o.shutdown;
+        self.cancelled += o.cancelled;
         self.retried += o.retried;
         self.duplicates += o.duplicates;
     }
@@ -75,12 +81,14 @@ impl DeliveryTotals {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reason {
     Error,
+    BadEvent,
     TimedOut,
     Panicked,
     CircuitOpen,
     Rejected,
     Dropped,
     Shutdown,
+    Cancelled,
 }
 
 /// One thread's count of successful deliveries, on its own cache line.
@@ -99,12 +107,14 @@ pub(crate) struct SubCounters {
     failed: AtomicU64,
     dead_lettered: AtomicU64,
     errors: AtomicU64,
+    bad_event: AtomicU64,
     timed_out: AtomicU64,
     panicked: AtomicU64,
     circuit_open: AtomicU64,
     rejected: AtomicU64,
     dropped: AtomicU64,
     shutdown: AtomicU64,
+    cancelled: AtomicU64,
     retried: AtomicU64,
     pub(crate) latency: Histogram,
 }
@@ -127,12 +137,14 @@ impl SubCounters {
     pub(crate) fn not_delivered(&self, reason: Reason, dead_lettered: bool) {
         let r = match reason {
             Reason::Error => &self.errors,
+            Reason::BadEvent => &self.bad_event,
             Reason::TimedOut => &self.timed_out,
             Reason::Panicked => &self.panicked,
             Reason::CircuitOpen => &self.circuit_open,
             Reason::Rejected => &self.rejected,
             Reason::Dropped => &self.dropped,
             Reason::Shutdown => &self.shutdown,
+            Reason::Cancelled => &self.cancelled,
         };
         r.fetch_add(1, Relaxed);
         if dead_lettered {
@@ -149,12 +161,14 @@ impl SubCounters {
             failed: self.failed.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            bad_event: self.bad_event.load(Relaxed),
             timed_out: self.timed_out.load(Relaxed),
             panicked: self.panicked.load(Relaxed),
             circuit_open: self.circuit_open.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             shutdown: self.shutdown.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
             retried: self.retried.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
         }
@@ -281,13 +295,16 @@ pub struct BusStats {
     pub accepted: u64,
     /// Accepted events dropped by bus-wide filters.
     pub filtered: u64,
+    /// Of `filtered`: events a bus-wide filter panicked on (dropped, and logged).
+    pub filter_panics: u64,
     /// Accepted events no subscription matched.
     pub unrouted: u64,
     /// Accepted events routed to at least one subscription.
     pub routed: u64,
     /// Deliveries routed (one per event per matching subscription).
     pub deliveries: u64,
-    /// Deliveries not finished yet (queued or running).
+    /// Deliveries routed and not finished yet: queued in a mailbox, running, waiting for a retry,
+    /// or owed by an `emit` still waiting for room. Zero exactly when every delivery has ended.
     pub in_flight: u64,
     /// Outcomes over all subscriptions, past and present.
     pub totals: DeliveryTotals,

@@ -91,6 +91,9 @@ pub enum Outcome {
     Duplicate,
     /// The handler returned this error (after any retries).
     Failed(HandlerError),
+    /// The handler said the event itself is malformed ([`HandlerError::bad_event`]): never
+    /// retried, dead-lettered, not counted towards the circuit breaker.
+    BadEvent(HandlerError),
     /// The handler did not finish within this timeout.
     TimedOut(Duration),
     /// The handler panicked with this message.
@@ -103,6 +106,9 @@ pub enum Outcome {
     Dropped,
     /// The bus shut down before the delivery ran.
     Shutdown,
+    /// The `emit` that was waiting for room in this subscription's mailbox was cancelled
+    /// (its future dropped) before the event got in.
+    Cancelled,
 }
 
 impl Outcome {
@@ -114,12 +120,15 @@ impl Outcome {
     pub(crate) fn dead_letter_reason(&self) -> Option<DeadLetterReason> {
         Some(match self {
             Outcome::Failed(e) => DeadLetterReason::Error(e.message().to_owned()),
+            Outcome::BadEvent(e) => DeadLetterReason::BadEvent(e.message().to_owned()),
             Outcome::TimedOut(d) => DeadLetterReason::TimedOut(*d),
             Outcome::Panicked(m) => DeadLetterReason::Panicked(m.to_string()),
             Outcome::CircuitOpen => DeadLetterReason::CircuitOpen,
             Outcome::Rejected | Outcome::Dropped => DeadLetterReason::MailboxFull,
             Outcome::Shutdown => DeadLetterReason::Shutdown,
-            Outcome::Delivered | Outcome::Skipped | Outcome::Duplicate => return None,
+            Outcome::Delivered | Outcome::Skipped | Outcome::Duplicate | Outcome::Cancelled => {
+                return None
+            }
         })
     }
 }
@@ -131,12 +140,14 @@ impl fmt::Display for Outcome {
             Outcome::Skipped => f.write_str("skipped by filter"),
             Outcome::Duplicate => f.write_str("duplicate"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
+            Outcome::BadEvent(e) => write!(f, "bad event: {e}"),
             Outcome::TimedOut(d) => write!(f, "timed out after {d:?}"),
             Outcome::Panicked(m) => write!(f, "panicked: {m}"),
             Outcome::CircuitOpen => f.write_str("circuit open"),
             Outcome::Rejected => f.write_str("rejected: mailbox full"),
             Outcome::Dropped => f.write_str("dropped: mailbox full"),
             Outcome::Shutdown => f.write_str("not delivered before shutdown"),
+            Outcome::Cancelled => f.write_str("cancelled: the emit was dropped while it waited"),
         }
     }
 }
@@ -351,7 +362,8 @@ impl<'a> SubscriptionBuilder<'a> {
     }
 
     /// Registers a synchronous handler that receives the payload as `T`. An event whose payload
-    /// does not fit `T` fails the delivery with the reason.
+    /// does not fit `T` is a bad event ([`Outcome::BadEvent`]): dead-lettered with the reason,
+    /// never retried.
     ///
     /// # Errors
     /// See [`SubscribeError`].
@@ -363,7 +375,7 @@ impl<'a> SubscriptionBuilder<'a> {
     {
         self.register(HandlerFn::sync(move |e: &Event| match e.data::<T>() {
             Ok(data) => f(&data, e).into_handler_result(),
-            Err(err) => Err(HandlerError::permanent(err)),
+            Err(err) => Err(HandlerError::bad_event(err)),
         }))
     }
 

@@ -693,7 +693,11 @@ async fn typed_subscribers_borrow_the_payload_and_reject_foreign_shapes() {
     let bad = Event::from_json(br#"{"type":"user.login","data":{"uid":"x"}}"#).unwrap();
     let r = bus.publish(bad).await.unwrap();
     assert!(
-        matches!(&r.deliveries[0].outcome, Outcome::Failed(e) if e.message().contains("user_id"))
+        matches!(&r.deliveries[0].outcome, Outcome::BadEvent(e) if e.message().contains("user_id"))
+    );
+    assert!(
+        r.deliveries[0].dead_lettered,
+        "a poison message is dead-lettered"
     );
     assert_eq!(*users.lock(), vec!["alice".to_string(), "bob".to_string()]);
 }

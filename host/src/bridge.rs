@@ -45,11 +45,15 @@ pub fn with_view<R>(event: &Event, payload: &[u8], f: impl FnOnce(&EventView<'_>
 }
 
 /// Maps a plugin's error to the bus's: only [`PluginError::Retryable`] may be retried, a
-/// panic is reported as one (the delivery's outcome is `Panicked`); the message keeps the kind
+/// panic is reported as one (the delivery's outcome is `Panicked`), and
+/// [`PluginError::InvalidEvent`] is a bad event (a poison message: dead-lettered, never
+/// retried, never counted towards the plugin's circuit breaker); the message keeps the kind
 /// (`panicked: <panic message>`).
 pub fn handler_error(error: &PluginError) -> HandlerError {
     if error.is_panic() {
         HandlerError::panicked(error)
+    } else if matches!(error, PluginError::InvalidEvent(_)) {
+        HandlerError::bad_event(error)
     } else if error.is_retryable() {
         HandlerError::retryable(error)
     } else {
@@ -196,6 +200,9 @@ mod tests {
         assert!(!e.is_retryable());
         assert!(e.is_panic());
         assert_eq!(e.message(), "panicked: boom");
+        let e = handler_error(&PluginError::invalid_event("no user_id"));
+        assert!(e.is_bad_event() && !e.is_retryable());
+        assert_eq!(e.message(), "invalid event: no user_id");
     }
 
     fn owned(name: &str, category: u8, payload: &str) -> OwnedEvent {

@@ -21,6 +21,29 @@ pub struct DedupConfig {
     pub ttl: Option<Duration>,
 }
 
+impl DedupConfig {
+    /// Remember the last `window` distinct ids (at least 1), with no time limit.
+    ///
+    /// ```
+    /// use plugbus::DedupConfig;
+    /// use std::time::Duration;
+    /// let cfg = DedupConfig::new(50_000).ttl(Duration::from_secs(600));
+    /// assert_eq!(cfg.window, 50_000);
+    /// ```
+    pub fn new(window: usize) -> DedupConfig {
+        DedupConfig {
+            window: window.max(1),
+            ttl: None,
+        }
+    }
+
+    /// Forget an id after `ttl`, even if it is still within the window.
+    pub fn ttl(mut self, ttl: Duration) -> DedupConfig {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
 impl Default for DedupConfig {
     fn default() -> Self {
         DedupConfig {
