@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod demo;
+mod lines;
 mod plugins;
 mod run;
 mod session;

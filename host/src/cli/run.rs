@@ -1,5 +1,6 @@
 //! `plugbus run`: JSON Lines events in, through the bus, to the loaded plugins.
 
+use super::lines::{LineError, LineReader};
 use super::session::{self, Session};
 use super::{summary, Finish};
 use anyhow::Context as _;
@@ -7,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use plugbus::Event;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, BufReader};
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -17,43 +18,90 @@ pub(crate) struct RunArgs {
     /// Plugin directories (replace the config's `plugins.directories`).
     #[arg(long = "plugins", short = 'p', value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
+    /// Longest input line accepted, in bytes, without its line ending. A longer line is
+    /// reported and skipped without being held in memory: this bounds what one line can cost.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_LINE_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    max_line_bytes: u64,
 }
 
+/// 16 MiB: far above any event the bus is meant to carry, far below what hurts the host.
+const DEFAULT_MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Read size for the input. Lines are copied out of it, so it need not hold a whole line.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+type Input = Box<dyn AsyncBufRead + Unpin + Send>;
+
+/// Opens the input before any plugin starts, so a wrong path fails fast with nothing to undo.
+async fn open_input(events: &str) -> anyhow::Result<Input> {
+    Ok(if events == "-" {
+        Box::new(BufReader::with_capacity(
+            READ_BUFFER_BYTES,
+            tokio::io::stdin(),
+        ))
+    } else {
+        let f = tokio::fs::File::open(events)
+            .await
+            .with_context(|| format!("opening events file '{events}'"))?;
+        Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, f))
+    })
+}
+
+/// Publishes the input's events, then always drains and shuts down and prints the account, however
+/// the reading ended: end of input, a stop request, or a read error. A read error (reported after
+/// the account, with its line) and any skipped or refused line make the exit status 1.
 pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<Finish> {
+    let max_line = usize::try_from(args.max_line_bytes).with_context(|| {
+        format!(
+            "--max-line-bytes {} does not fit in memory on this machine",
+            args.max_line_bytes
+        )
+    })?;
     let mut config = session::load_config(config)?;
     session::override_dirs(&mut config, &args.plugin_dirs)?;
+    let input = open_input(&args.events).await?;
     let session = Session::start(config).await?;
-    let reader: Box<dyn AsyncBufRead + Unpin + Send> = if args.events == "-" {
-        Box::new(BufReader::new(tokio::io::stdin()))
-    } else {
-        let f = tokio::fs::File::open(&args.events)
-            .await
-            .with_context(|| format!("opening events file '{}'", args.events))?;
-        Box::new(BufReader::new(f))
-    };
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} events published ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let mut lines = reader.lines();
+    let mut lines = LineReader::new(input, max_line);
     let (mut published, mut malformed, mut refused) = (0u64, 0u64, 0u64);
-    let mut line_no = 0u64;
+    // Why the input stopped before its end, if it did.
+    let mut ended_early: Option<LineError> = None;
     let stop = session::stop_requested();
     tokio::pin!(stop);
     loop {
-        let line = tokio::select! {
+        let item = tokio::select! {
             _ = &mut stop => {
                 progress.suspend(|| eprintln!("stop requested: shutting down"));
                 break;
             }
-            line = lines.next_line() => line.with_context(|| format!("reading '{}'", args.events))?,
+            item = lines.next_line() => item,
         };
-        let Some(line) = line else { break };
-        line_no += 1;
-        if line.trim().is_empty() {
+        let line = match item {
+            None => break,
+            Some(Ok(line)) => line,
+            Some(Err(e)) if e.ends_input() => {
+                ended_early = Some(e);
+                break;
+            }
+            Some(Err(e)) => {
+                malformed += 1;
+                progress.suspend(|| eprintln!("line {}: skipped: {}", e.line, e.kind));
+                continue;
+            }
+        };
+        if line.text.trim().is_empty() {
             continue;
         }
-        match Event::from_json(line.as_bytes()) {
+        let line_no = line.number;
+        match Event::from_json(line.text.as_bytes()) {
             Ok(event) => match session.bus.emit(event).await {
                 Ok(()) => published += 1,
                 Err(e) => {
@@ -69,14 +117,31 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
         progress.set_position(published);
     }
     progress.finish_and_clear();
+    let line_no = lines.lines_read();
     let load_failed = !session.load.is_ok();
     let outcome = session.finish().await;
     summary::print(&outcome);
     println!(
         "\nInput: {line_no} lines, {published} events published, {malformed} malformed (skipped), {refused} refused"
     );
+    if let Some(e) = &ended_early {
+        let name = if args.events == "-" {
+            "stdin".to_owned()
+        } else {
+            format!("'{}'", args.events)
+        };
+        eprintln!(
+            "plugbus: the input ended early: {name} line {}: {}",
+            e.line, e.kind
+        );
+    }
     Ok(
-        if malformed > 0 || refused > 0 || load_failed || !outcome.account.is_balanced() {
+        if malformed > 0
+            || refused > 0
+            || ended_early.is_some()
+            || load_failed
+            || !outcome.account.is_balanced()
+        {
             Finish::WithErrors
         } else {
             Finish::Clean
