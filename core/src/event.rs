@@ -214,6 +214,24 @@ impl Event {
         self
     }
 
+    /// Takes the causation of the handler running on this thread now, as `publish` and `emit`
+    /// do when they admit an event: its id becomes `causation_id`, its correlation id this
+    /// event's (unless this event already has a causation id). For an event built here but
+    /// published from another task or thread, where that context is gone.
+    ///
+    /// ```
+    /// # fn f(event: plugbus::Event, queue: std::sync::mpsc::Sender<plugbus::Event>) {
+    /// // Inside a handler: keep the cause before the event leaves this thread.
+    /// let _ = queue.send(event.with_current_cause());
+    /// # }
+    /// ```
+    pub fn with_current_cause(self) -> Event {
+        match crate::context::current() {
+            Some(ctx) => self.caused_by(ctx),
+            None => self,
+        }
+    }
+
     /// True if both handles point at the same envelope.
     pub fn ptr_eq(&self, other: &Event) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

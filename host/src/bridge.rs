@@ -11,15 +11,19 @@
 //! shared buffer, so ten plugins cost one serialization.
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use abi_stable::std_types::{RResult, RSlice, RStr, RString};
-use plugbus::{Bus, Category, Event, EventType, HandlerError, Payload, PublishErrorKind};
-use plugbus_plugin_api::{AbiHost, EventView, KeyValue, OwnedEvent, PluginError};
+use std::time::Duration;
+
+use abi_stable::std_types::{RResult, RSlice, RStr};
+use plugbus::{Bus, Category, Event, EventType, HandlerError, Payload};
+use plugbus_plugin_api::{
+    AbiHost, EventView, KeyValue, OwnedEvent, PluginError, PublishRefusal, RefusalKind,
+};
 
 use crate::log_forward;
 use crate::manager::Counters;
+use crate::outbound::{self, Outbound};
 
 /// Runs `f` with an [`EventView`] lending `event`'s fields and `payload` (the event's JSON).
 ///
@@ -91,50 +95,101 @@ pub fn owned_to_event(plugin: &str, owned: &OwnedEvent) -> Result<Event, String>
     builder.build().map_err(|e| e.to_string())
 }
 
-/// The host handle given to one plugin instance: publishes on the bus and logs to the
-/// host's `tracing` under the plugin's name.
+/// Type prefixes only the host may publish: lifecycle, system and configuration events.
+const HOST_TYPES: [&str; 3] = ["plugin.", "system.", "config."];
+/// Source names only the host may use.
+const HOST_SOURCES: [&str; 2] = ["plugbus", "plugbus-host"];
+
+/// Why an event of type `name` from `source` may not come from a plugin, if it may not: a
+/// type or a source reserved for the host, which every consumer (the audit trail first) must
+/// be able to trust. Checked on the names as given, before anything else, so a forged
+/// `plugin.loaded` is forbidden whatever category it claims.
+pub fn forbidden_for_plugins(name: &str, source: &str) -> Option<String> {
+    if let Some(prefix) = HOST_TYPES.iter().find(|p| name.starts_with(**p)) {
+        return Some(format!(
+            "'{name}': types '{prefix}*' are the host's own; a plugin may not publish them"
+        ));
+    }
+    if HOST_SOURCES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(source.trim()))
+    {
+        return Some(format!(
+            "source '{source}' is the host's own; a plugin may not publish under it"
+        ));
+    }
+    None
+}
+
+/// The host handle given to one plugin instance: publishes on the bus through the
+/// instance's [`Outbound`] queue and logs to the host's `tracing` under the plugin's name.
 #[derive(Debug)]
 pub struct PluginHost {
-    bus: Bus,
     name: Arc<str>,
-    counters: Arc<Counters>,
+    outbound: Arc<Outbound>,
+    /// How long a publish may wait for room: the plugin's handler timeout.
+    wait: Duration,
 }
 
 impl PluginHost {
-    pub(crate) fn new(bus: Bus, name: Arc<str>, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(bus: &Bus, name: Arc<str>, counters: &Counters, wait: Duration) -> Self {
+        let outbound = Outbound::start(bus, Arc::clone(&name), Arc::clone(&counters.publish));
+        *counters.outbound.lock() = Some(Arc::clone(&outbound));
         Self {
-            bus,
             name,
-            counters,
+            outbound,
+            wait,
         }
+    }
+
+    fn refuse(&self, kind: RefusalKind, message: String) -> RResult<(), PublishRefusal> {
+        tracing::debug!(plugin = &*self.name, refusal = %kind, %message, "plugin publish refused");
+        RResult::RErr(PublishRefusal::new(kind, message))
+    }
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.outbound.close();
     }
 }
 
 impl AbiHost for PluginHost {
-    /// Never blocks the plugin's thread: the event goes through `Bus::try_emit`; a full
-    /// mailbox or a bus shutting down comes back as an error text.
-    fn publish(&self, event: OwnedEvent) -> RResult<(), RString> {
-        let result = owned_to_event(&self.name, &event).and_then(|event| {
-            self.bus.try_emit(event).map_err(|err| match err.kind {
-                PublishErrorKind::Full(subs) => format!(
-                    "mailbox full for {} subscription(s); event not enqueued there",
-                    subs.len()
-                ),
-                _ => err.to_string(),
-            })
-        });
-        match result {
-            Ok(()) => {
-                self.counters.published.fetch_add(1, Ordering::Relaxed);
-                RResult::ROk(())
-            }
+    /// Checks the event, takes the cause of the event being handled on this thread, and queues
+    /// it for the bus (see [`crate::outbound`]): blocks only while the plugin's queue is full,
+    /// for at most the plugin's handler timeout.
+    fn publish(&self, event: OwnedEvent) -> RResult<(), PublishRefusal> {
+        let counters = &self.outbound.counters;
+        if let Some(reason) = forbidden_for_plugins(&event.event_type, &event.source) {
+            counters.refused(RefusalKind::Forbidden);
+            return self.refuse(RefusalKind::Forbidden, reason);
+        }
+        let event = match owned_to_event(&self.name, &event) {
+            Ok(event) => event,
             Err(reason) => {
-                self.counters
-                    .publish_rejected
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(plugin = &*self.name, %reason, "plugin publish refused");
-                RResult::RErr(reason.into())
+                counters.refused(RefusalKind::Invalid);
+                return self.refuse(RefusalKind::Invalid, reason);
             }
+        };
+        let event_type = event.event_type();
+        match self.outbound.push(event.with_current_cause(), self.wait) {
+            Ok(()) => RResult::ROk(()),
+            Err(RefusalKind::Full) => self.refuse(
+                RefusalKind::Full,
+                format!(
+                    "'{}': {} of this plugin's events still on their way to the bus after {:?}",
+                    event_type.name(),
+                    outbound::CAPACITY,
+                    self.wait
+                ),
+            ),
+            Err(kind) => self.refuse(
+                kind,
+                format!(
+                    "'{}': the plugin is stopping or the bus is shutting down",
+                    event_type.name()
+                ),
+            ),
         }
     }
 
@@ -159,9 +214,10 @@ impl AbiHost for PluginHost {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use abi_stable::std_types::{RVec, Tuple2};
+    use abi_stable::std_types::{RString, RVec, Tuple2};
     use plugbus::context;
     use plugbus::payload::UserLogin;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn view_lends_every_field() {
@@ -243,8 +299,8 @@ mod tests {
                 let _ = tx.send(e.clone());
             })
             .unwrap();
-        let counters = Arc::new(Counters::default());
-        let host = PluginHost::new(bus.clone(), "p".into(), Arc::clone(&counters));
+        let counters = Counters::default();
+        let host = PluginHost::new(&bus, "p".into(), &counters, Duration::from_secs(1));
         let cause = Event::builder(EventType::USER_LOGIN).build().unwrap();
         let r = context::enter(Some(cause.causation()), || {
             host.publish(owned("fixture.ping", 3, "{}"))
@@ -253,9 +309,26 @@ mod tests {
         let got = rx.recv().await.unwrap();
         assert_eq!(got.causation_id(), Some(cause.id()));
         assert_eq!(got.correlation_id(), Some(cause.id()));
-        assert_eq!(counters.published.load(Ordering::Relaxed), 1);
-        let r = host.publish(owned("fixture.ping", 3, "nope"));
-        assert!(r.into_result().is_err());
-        assert_eq!(counters.publish_rejected.load(Ordering::Relaxed), 1);
+        assert!(host.outbound.flush(Duration::from_secs(1)).await);
+        let c = &counters.publish;
+        assert_eq!(c.published.load(Ordering::Relaxed), 1);
+        let r = host.publish(owned("fixture.ping", 3, "nope")).into_result();
+        assert_eq!(r.unwrap_err().kind, RefusalKind::Invalid);
+        assert_eq!(c.refused_invalid.load(Ordering::Relaxed), 1);
+        for (t, cat) in [
+            ("plugin.loaded", 3),
+            ("system.startup", 1),
+            ("config.evil", 3),
+        ] {
+            let r = host.publish(owned(t, cat, "{}")).into_result();
+            assert_eq!(r.unwrap_err().kind, RefusalKind::Forbidden, "{t}");
+        }
+        let mut forged = owned("fixture.ping", 3, "{}");
+        forged.source = "plugbus-host".into();
+        let r = host.publish(forged).into_result().unwrap_err();
+        assert!(r.kind == RefusalKind::Forbidden && r.message.contains("plugbus-host"));
+        assert_eq!(c.refused_forbidden.load(Ordering::Relaxed), 4);
+        drop(host);
+        assert_eq!(c.published.load(Ordering::Relaxed), 1);
     }
 }

@@ -420,6 +420,16 @@ pub enum LoadErrorKind {
         /// Why they are incompatible.
         detail: String,
     },
+    /// The plugin was built with `panic = "abort"`: its first panic would abort the host.
+    #[error(
+        "plugin '{name}' was built with panic = \"abort\": its first panic would abort the host, \
+         so it cannot run in process; build it with panic = \"unwind\" (the default; check \
+         [profile.release] in the workspace's Cargo.toml)"
+    )]
+    PanicAbort {
+        /// The plugin's declared name.
+        name: String,
+    },
     /// The plugin's constructor returned an error (bad configuration, ...).
     #[error("constructor of '{name}' failed: {error}")]
     Constructor {

@@ -32,6 +32,7 @@ pub mod error;
 pub mod loader;
 pub mod log_forward;
 pub mod manager;
+mod outbound;
 pub mod trust;
 pub mod watch;
 

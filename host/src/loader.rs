@@ -57,6 +57,8 @@ pub struct PluginMeta {
     pub description: String,
     /// The interface version the plugin was built against.
     pub abi: (u32, u32),
+    /// Built with `panic = "unwind"` (its panics can be caught at the boundary).
+    pub unwind: bool,
 }
 
 impl PluginMeta {
@@ -66,6 +68,7 @@ impl PluginMeta {
             version: info.version.as_str().to_owned(),
             description: info.description.as_str().to_owned(),
             abi: (info.abi_major, info.abi_minor),
+            unwind: info.unwind,
         }
     }
 }
@@ -288,6 +291,14 @@ pub fn check_interface(
             },
         )
     })?;
+    if !meta.unwind {
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::PanicAbort {
+                name: meta.name.clone(),
+            },
+        ));
+    }
     if let Some((policy, file)) = pins {
         policy
             .check_pin(&meta.name, file)

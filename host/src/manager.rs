@@ -82,6 +82,7 @@ use crate::bridge::{self, PluginHost};
 use crate::config::Config;
 use crate::error::{LoadError, LoadErrorKind, ManagerError};
 use crate::loader::{self, Library, ReloadDir};
+use crate::outbound::{Outbound, PublishCounters};
 use crate::trust::{TrustPolicy, TrustedFile};
 
 /// Most deliveries one plugin subscription keeps open at once (each is a job in the plugin's
@@ -158,8 +159,10 @@ pub(crate) struct Counters {
     pub(crate) timed_out: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) abandoned: AtomicU64,
-    pub(crate) published: AtomicU64,
-    pub(crate) publish_rejected: AtomicU64,
+    /// What the instance published, counted by its outbound queue.
+    pub(crate) publish: Arc<PublishCounters>,
+    /// The instance's outbound queue, once its host handle exists.
+    pub(crate) outbound: parking_lot::Mutex<Option<Arc<Outbound>>>,
     /// Jobs sent to the plugin thread and not yet taken.
     pub(crate) queued: AtomicU64,
 }
@@ -182,9 +185,27 @@ pub struct PluginCounters {
     pub abandoned: u64,
     /// Events the plugin published that the bus accepted.
     pub published: u64,
-    /// Events the plugin published that the bus refused (full mailboxes, bad events,
-    /// shutdown).
-    pub publish_rejected: u64,
+    /// Publishes refused because the plugin's outbound queue stayed full for its whole handler
+    /// timeout (transient).
+    pub refused_full: u64,
+    /// Publishes refused because the plugin was stopping or the bus shutting down.
+    pub refused_closed: u64,
+    /// Publishes refused because the type or source is the host's own.
+    pub refused_forbidden: u64,
+    /// Publishes refused because the event was malformed.
+    pub refused_invalid: u64,
+    /// Of `published`: events some subscriptions' `Reject` policy refused (those deliveries are
+    /// in the bus's account as rejected).
+    pub rejected_by_subscribers: u64,
+    /// Events still on their way from the plugin to the bus (in its outbound queue).
+    pub publish_pending: u64,
+}
+
+impl PluginCounters {
+    /// Every refused publish, whatever the reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_full + self.refused_closed + self.refused_forbidden + self.refused_invalid
+    }
 }
 
 impl Counters {
@@ -197,8 +218,17 @@ impl Counters {
             timed_out: get(&self.timed_out),
             skipped: get(&self.skipped),
             abandoned: get(&self.abandoned),
-            published: get(&self.published),
-            publish_rejected: get(&self.publish_rejected),
+            published: get(&self.publish.published),
+            refused_full: get(&self.publish.refused_full),
+            refused_closed: get(&self.publish.refused_closed),
+            refused_forbidden: get(&self.publish.refused_forbidden),
+            refused_invalid: get(&self.publish.refused_invalid),
+            rejected_by_subscribers: get(&self.publish.rejected_by_subscribers),
+            publish_pending: self
+                .outbound
+                .lock()
+                .as_ref()
+                .map_or(0, |o| o.pending() as u64),
         }
     }
 }
@@ -578,8 +608,14 @@ impl PluginManager {
 
     /// Stops and unloads every plugin, in reverse load order. Failures are logged and
     /// published, and do not stop the others.
+    ///
+    /// First the plugins are let settle while all still run: every plugin's outbound queue
+    /// is flushed and the bus let go idle, until both stay so (a plugin's event can make
+    /// another publish), bounded by the lifecycle timeout. So an alert one plugin raised at
+    /// the end reaches a plugin that records it, whichever stops first.
     pub async fn shutdown(&self) {
         let _ops = self.inner.ops.lock().await;
+        self.settle(self.inner.options.lifecycle_timeout).await;
         let names: Vec<String> = self
             .inner
             .entries()
@@ -590,6 +626,32 @@ impl PluginManager {
         for name in names {
             if let Err(err) = self.unload_locked(&name).await {
                 tracing::warn!(plugin = %name, error = %err, "unloading plugin failed");
+            }
+        }
+    }
+
+    /// Waits, at most `timeout`, until no plugin has events on their way to the bus and nothing
+    /// is in flight on the bus; true if that happened.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let outbound: Vec<Arc<Outbound>> = self
+                .inner
+                .entries()
+                .iter()
+                .filter_map(|e| e.shared.counters.outbound.lock().clone())
+                .collect();
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            for o in &outbound {
+                o.flush(left).await;
+            }
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            let idle = self.inner.bus.wait_idle(left).await;
+            if idle && outbound.iter().all(|o| o.pending() == 0) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
             }
         }
     }
@@ -710,9 +772,10 @@ impl PluginManager {
             plugin_ref: plugin_ref(&library),
         });
         let host = host_box(PluginHost::new(
-            self.inner.bus.clone(),
+            &self.inner.bus,
             Arc::from(name.as_str()),
-            Arc::clone(&counters),
+            &counters,
+            self.inner.config.plugin_timeout(&name),
         ));
         let config_json = self.inner.config.plugin(&name).config_json().to_string();
         let panics = WorkerEnv {
@@ -1007,6 +1070,13 @@ impl PluginManager {
                 }
             }
             Some(_) => {} // hung: abandoned
+        }
+        // What the plugin published up to its stop goes to the bus before anyone else stops.
+        let outbound = shared.counters.outbound.lock().clone();
+        if let Some(outbound) = outbound {
+            if !outbound.flush(timeout).await {
+                tracing::warn!(plugin = %name, pending = outbound.pending(), "plugin's published events not all on the bus after {timeout:?}");
+            }
         }
         drop(worker);
         match failure {

@@ -49,7 +49,12 @@ macro_rules! export_plugin {
     ($plugin:ty, abi_version = ($major:expr, $minor:expr)) => {
         impl $crate::__private::ExportedPlugin for $plugin {
             fn root_module() -> $crate::abi::PluginMod_Ref {
-                $crate::__private::root_module::<$plugin, { $major }, { $minor }>()
+                $crate::__private::root_module::<
+                    $plugin,
+                    { $major },
+                    { $minor },
+                    { cfg!(panic = "unwind") },
+                >()
             }
         }
 
@@ -60,7 +65,14 @@ macro_rules! export_plugin {
             // SAFETY: the constructor is `root_module_loader`, which returns the root module
             // built by `root_module` for this exact root-module type (`PluginMod_Ref`), as
             // `LibHeader::from_constructor` requires.
-            unsafe { $crate::__private::lib_header::<$plugin, { $major }, { $minor }>() };
+            unsafe {
+                $crate::__private::lib_header::<
+                    $plugin,
+                    { $major },
+                    { $minor },
+                    { cfg!(panic = "unwind") },
+                >()
+            };
     };
 }
 
@@ -77,44 +89,58 @@ pub trait ExportedPlugin: Plugin {
 }
 
 /// Builds (and leaks, as abi_stable does for every root module) the root module for `P`.
-pub fn root_module<P: Plugin, const MAJOR: u32, const MINOR: u32>() -> PluginMod_Ref {
+pub fn root_module<P: Plugin, const MAJOR: u32, const MINOR: u32, const UNWIND: bool>(
+) -> PluginMod_Ref {
     PluginMod {
-        info: info::<P, MAJOR, MINOR>,
+        info: info::<P, MAJOR, MINOR, UNWIND>,
         new: new_plugin::<P>,
     }
     .leak_into_prefix()
 }
 
 /// The library's root-module constructor, called by abi_stable when the host loads the library.
-pub extern "C" fn root_module_loader<P: Plugin, const MAJOR: u32, const MINOR: u32>(
-) -> RootModuleResult {
-    abi_stable::library::__call_root_module_loader(root_module::<P, MAJOR, MINOR>)
+pub extern "C" fn root_module_loader<
+    P: Plugin,
+    const MAJOR: u32,
+    const MINOR: u32,
+    const UNWIND: bool,
+>() -> RootModuleResult {
+    abi_stable::library::__call_root_module_loader(root_module::<P, MAJOR, MINOR, UNWIND>)
 }
 
 /// The library header the export macro places in its exported static.
 ///
 /// # Safety
 /// Only for the export macro's static: it pairs [`root_module_loader`] with `PluginMod_Ref`.
-pub const unsafe fn lib_header<P: Plugin, const MAJOR: u32, const MINOR: u32>() -> LibHeader {
+pub const unsafe fn lib_header<
+    P: Plugin,
+    const MAJOR: u32,
+    const MINOR: u32,
+    const UNWIND: bool,
+>() -> LibHeader {
     // SAFETY: `root_module_loader::<P, ..>` returns the prefix reference of a `PluginMod`, erased
     // by abi_stable's own `__call_root_module_loader`, which is what `from_constructor::<M>`
     // requires for `M = PluginMod_Ref`.
     unsafe {
         LibHeader::from_constructor::<PluginMod_Ref>(
-            root_module_loader::<P, MAJOR, MINOR>,
+            root_module_loader::<P, MAJOR, MINOR, UNWIND>,
             CheckTypeLayout::Yes,
         )
     }
 }
 
 /// `PluginMod::info` for `P`.
-pub extern "C" fn info<P: Plugin, const MAJOR: u32, const MINOR: u32>() -> PluginInfo {
+pub extern "C" fn info<P: Plugin, const MAJOR: u32, const MINOR: u32, const UNWIND: bool>(
+) -> PluginInfo {
     PluginInfo {
         name: P::NAME.into(),
         version: P::VERSION.into(),
         description: P::DESCRIPTION.into(),
         abi_major: MAJOR,
         abi_minor: MINOR,
+        // `UNWIND` is `cfg!(panic = "unwind")` evaluated by the export macro in the plugin's
+        // own crate: the plugin's panic strategy, whatever plugin-api was built with.
+        unwind: UNWIND,
     }
 }
 

@@ -3,7 +3,11 @@
 // The `#[sabi_trait]` expansion trips these lints on current compilers (DESIGN.md section 5).
 #![allow(non_local_definitions, non_camel_case_types)]
 
-use crate::{error::PluginError, view::KeyValue};
+use crate::{
+    error::PluginError,
+    refusal::{PublishError, PublishRefusal, RefusalKind},
+    view::KeyValue,
+};
 use abi_stable::{
     sabi_trait,
     sabi_trait::TD_Opaque,
@@ -75,8 +79,11 @@ pub mod level {
 /// Methods may only be appended (after `log`), with a default, in a minor ABI version.
 #[sabi_trait]
 pub trait AbiHost: Send + Sync {
-    /// Publishes an event on the bus. `Err` carries the host's reason for refusing it.
-    fn publish(&self, event: OwnedEvent) -> RResult<(), RString>;
+    /// Publishes an event on the bus. The event follows the bus's overflow policies like any
+    /// publisher's: when the bus is busy this may block the calling thread, for at most the
+    /// plugin's handler timeout, before it is refused as [`RefusalKind::Full`]. `Err` says why
+    /// the host refused it (since ABI 0.2, typed; a text before).
+    fn publish(&self, event: OwnedEvent) -> RResult<(), PublishRefusal>;
 
     /// Records a log line: `level` 1 = error .. 5 = trace (see [`level`]), `target` the module
     /// path inside the plugin, `fields` the other structured fields as strings.
@@ -217,25 +224,32 @@ impl HostHandle {
 
     /// Publishes a typed event.
     ///
+    /// Allowed from any thread, the plugin's own threads included. When the bus is busy the
+    /// call may wait, at most the plugin's handler timeout, for room in the host's queue for
+    /// this plugin's events.
+    ///
     /// # Errors
-    /// [`PluginError::Permanent`] if the payload does not serialize; [`PluginError::Retryable`]
-    /// carrying the host's reason if the host refuses the event.
-    pub fn publish<T: TypedEvent>(&self, payload: &T) -> Result<(), PluginError> {
-        self.publish_with(EventDraft::typed(payload)?)
+    /// A [`PublishError`] saying why the host refused the event: [`RefusalKind::Full`] is
+    /// transient, the others permanent ([`RefusalKind::Invalid`] also when the payload does not
+    /// serialize). `?` turns it into a permanent [`PluginError`]: the delivery being handled is
+    /// never redelivered because of it.
+    pub fn publish<T: TypedEvent>(&self, payload: &T) -> Result<(), PublishError> {
+        let draft = EventDraft::typed(payload).map_err(|e| {
+            PublishError::new(RefusalKind::Invalid, T::EVENT_TYPE, e.message().to_owned())
+        })?;
+        self.publish_with(draft)
     }
 
     /// Publishes a drafted event.
     ///
     /// # Errors
-    /// [`PluginError::Retryable`] carrying the host's reason if the host refuses the event.
-    pub fn publish_with(&self, draft: EventDraft) -> Result<(), PluginError> {
+    /// As [`publish`](Self::publish).
+    pub fn publish_with(&self, draft: EventDraft) -> Result<(), PublishError> {
         let event_type = draft.event_type.clone();
         self.inner
             .publish(draft.into_owned_event())
             .into_result()
-            .map_err(|e| {
-                PluginError::retryable(format_args!("host refused '{event_type}' event: {e}"))
-            })
+            .map_err(|r| PublishError::new(r.kind, event_type, r.message.into_string()))
     }
 
     /// Sends a log line to the host directly (plugin code normally uses `tracing` macros, which

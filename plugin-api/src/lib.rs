@@ -86,6 +86,7 @@ pub mod facade;
 mod filter;
 pub mod log_bridge;
 mod plugin;
+mod refusal;
 mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -98,6 +99,7 @@ pub use error::PluginError;
 pub use facade::{clone_host_box, host_box, AbiHost, EventDraft, HostBox, HostHandle, OwnedEvent};
 pub use filter::{filter_matches, AbiFilter, Filter, FilterCondition, FilterOp};
 pub use plugin::{AbiPlugin, Plugin, PluginBox};
+pub use refusal::{PublishError, PublishRefusal, RefusalKind};
 pub use subscription::{AbiSubscription, Subscription};
 pub use view::{format_uuid, Event, EventView, KeyValue};
 

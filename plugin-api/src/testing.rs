@@ -22,10 +22,11 @@ use crate::{
     export::ExportedPlugin,
     facade::{host_box, AbiHost, OwnedEvent},
     plugin::PluginBox,
+    refusal::{PublishRefusal, RefusalKind},
     subscription::AbiSubscription,
     view::{format_uuid, EventView, KeyValue},
 };
-use abi_stable::std_types::{RResult, RSlice, RStr, RString};
+use abi_stable::std_types::{RResult, RSlice, RStr};
 use plugbus_contract::{Category, TypedEvent};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +98,7 @@ struct Shared {
     published: Mutex<Vec<PublishedEvent>>,
     logs: Mutex<Vec<LogRecord>>,
     handling: Mutex<Option<[u8; 16]>>,
-    refuse: Mutex<Option<String>>,
+    refuse: Mutex<Option<PublishRefusal>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,9 +108,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct HostImpl(Arc<Shared>);
 
 impl AbiHost for HostImpl {
-    fn publish(&self, event: OwnedEvent) -> RResult<(), RString> {
-        if let Some(reason) = lock(&self.0.refuse).clone() {
-            return RResult::RErr(reason.into());
+    fn publish(&self, event: OwnedEvent) -> RResult<(), PublishRefusal> {
+        if let Some(refusal) = lock(&self.0.refuse).clone() {
+            return RResult::RErr(refusal);
         }
         let caused_by = *lock(&self.0.handling);
         lock(&self.0.published).push(PublishedEvent {
@@ -206,9 +207,15 @@ impl FakeHost {
         lock(&self.shared.logs).clone()
     }
 
-    /// Makes `publish` fail with `reason` (`Some`) or succeed again (`None`).
+    /// Makes `publish` fail with `reason` (`Some`), as a transient [`RefusalKind::Full`]
+    /// refusal, or succeed again (`None`).
     pub fn refuse_publishes(&self, reason: Option<&str>) {
-        *lock(&self.shared.refuse) = reason.map(str::to_owned);
+        *lock(&self.shared.refuse) = reason.map(|r| PublishRefusal::new(RefusalKind::Full, r));
+    }
+
+    /// Makes `publish` fail with a refusal of `kind` (`Some`), or succeed again (`None`).
+    pub fn refuse_publishes_as(&self, refusal: Option<(RefusalKind, &str)>) {
+        *lock(&self.shared.refuse) = refusal.map(|(kind, r)| PublishRefusal::new(kind, r));
     }
 }
 

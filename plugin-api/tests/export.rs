@@ -201,15 +201,47 @@ fn filters_and_categories_select_handlers_and_errors_cross_intact() {
 }
 
 #[test]
-fn refused_publish_is_retryable() {
+fn a_refused_publish_never_asks_for_a_redelivery() {
+    use plugbus_plugin_api::RefusalKind;
     let host = FakeHost::new();
     let mut plugin = host.load::<Probe>(json!({})).unwrap();
-    host.refuse_publishes(Some("bus closed"));
-    let err = plugin.handle(0, &login("carol")).unwrap_err();
-    assert!(err.is_retryable(), "{err}");
-    assert!(err.message().contains("bus closed"), "{err}");
+    // `?` on a refused publish fails the delivery once: permanent, whatever the refusal, so
+    // the host never hands the same event to the plugin twice because of it.
+    for kind in [
+        RefusalKind::Full,
+        RefusalKind::Closed,
+        RefusalKind::Forbidden,
+        RefusalKind::Invalid,
+    ] {
+        host.refuse_publishes_as(Some((kind, "bus closed")));
+        let err = plugin.handle(0, &login("carol")).unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(err.message().contains("bus closed"), "{err}");
+        assert!(err.message().contains(&format!("({kind})")), "{err}");
+    }
     host.refuse_publishes(None);
     plugin.handle(0, &login("carol")).unwrap();
+}
+
+#[test]
+fn refusals_say_whether_they_are_transient() {
+    use plugbus_plugin_api::{PublishError, RefusalKind};
+    let full = PublishError::new(RefusalKind::Full, "security.alert", "queue full");
+    assert!(full.is_transient());
+    for kind in [
+        RefusalKind::Closed,
+        RefusalKind::Forbidden,
+        RefusalKind::Invalid,
+    ] {
+        assert!(
+            !PublishError::new(kind, "x.y", "no").is_transient(),
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        full.to_string(),
+        "host refused 'security.alert' event (full): queue full"
+    );
 }
 
 #[test]
@@ -250,7 +282,7 @@ fn config_errors_and_bad_json_config() {
         fn publish(
             &self,
             _: OwnedEvent,
-        ) -> abi_stable::std_types::RResult<(), abi_stable::std_types::RString> {
+        ) -> abi_stable::std_types::RResult<(), plugbus_plugin_api::PublishRefusal> {
             abi_stable::std_types::RResult::ROk(())
         }
         fn log(
@@ -293,7 +325,7 @@ fn a_dropped_instance_releases_its_host() {
         fn publish(
             &self,
             _: OwnedEvent,
-        ) -> abi_stable::std_types::RResult<(), abi_stable::std_types::RString> {
+        ) -> abi_stable::std_types::RResult<(), plugbus_plugin_api::PublishRefusal> {
             abi_stable::std_types::RResult::ROk(())
         }
         fn log(

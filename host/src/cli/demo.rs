@@ -192,7 +192,7 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
         audit_log.display()
     );
     Ok(
-        if load_failed || refused > 0 || !chain_ok || !outcome.account.is_balanced() {
+        if load_failed || refused > 0 || !chain_ok || !outcome.is_balanced() {
             Finish::WithErrors
         } else {
             Finish::Clean

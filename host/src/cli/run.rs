@@ -140,7 +140,7 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
             || refused > 0
             || ended_early.is_some()
             || load_failed
-            || !outcome.account.is_balanced()
+            || !outcome.is_balanced()
         {
             Finish::WithErrors
         } else {

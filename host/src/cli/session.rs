@@ -32,6 +32,23 @@ pub(crate) struct Outcome {
     pub(crate) account: ShutdownReport,
 }
 
+impl Outcome {
+    /// Events plugins published that never reached the bus: refused (for any reason), or
+    /// still in a plugin's outbound queue when the plugins were stopped.
+    pub(crate) fn publish_refusals(&self) -> u64 {
+        self.plugins
+            .iter()
+            .map(|p| p.counters.refused() + p.counters.publish_pending)
+            .sum()
+    }
+
+    /// True only if the bus's account balances and no plugin's publish was refused or left
+    /// behind: what a run may call "balanced".
+    pub(crate) fn is_balanced(&self) -> bool {
+        self.account.is_balanced() && self.publish_refusals() == 0
+    }
+}
+
 pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Config::from_path(p).map_err(anyhow::Error::new),
@@ -103,7 +120,11 @@ impl Session {
 
     /// Lets deliveries finish, stops the plugins, shuts the bus down, and gathers the figures.
     pub(crate) async fn finish(self) -> Outcome {
-        self.bus.wait_idle(self.shutdown_timeout).await;
+        // Plugins' outbound queues flushed and the bus idle, so the figures below include every
+        // event published up to now.
+        if !self.manager.settle(self.shutdown_timeout).await {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "plugins and bus did not settle before shutdown");
+        }
         let stats = self.bus.stats();
         let plugins = self.manager.plugins();
         drop(self._watcher);

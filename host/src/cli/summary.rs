@@ -72,6 +72,7 @@ pub(crate) fn print(o: &Outcome) {
         "panicked",
         "timed out",
         "published",
+        "refused",
         "file",
     ]);
     for p in &o.plugins {
@@ -85,10 +86,26 @@ pub(crate) fn print(o: &Outcome) {
             c.panicked.to_string(),
             c.timed_out.to_string(),
             c.published.to_string(),
+            (c.refused() + c.publish_pending).to_string(),
             p.path.display().to_string(),
         ]);
     }
     println!("{t}");
+    for p in &o.plugins {
+        let c = p.counters;
+        if c.refused() + c.publish_pending + c.rejected_by_subscribers > 0 {
+            println!(
+                "  {}: publishes refused: {} full, {} closed, {} forbidden, {} invalid; {} never reached the bus; {} rejected by subscribers' overflow policy",
+                p.name,
+                c.refused_full,
+                c.refused_closed,
+                c.refused_forbidden,
+                c.refused_invalid,
+                c.publish_pending,
+                c.rejected_by_subscribers
+            );
+        }
+    }
     for err in &o.load.errors {
         println!("  load error: {err}");
     }
@@ -115,6 +132,10 @@ pub(crate) fn print(o: &Outcome) {
         x.failed,
         x.dead_lettered,
         a.in_flight,
-        if a.is_balanced() { "balanced" } else { "NOT balanced" }
+        if o.is_balanced() { "balanced" } else { "NOT balanced" }
     );
+    let lost = o.publish_refusals();
+    if lost > 0 {
+        println!("  {lost} event(s) published by plugins were refused or never reached the bus (see Plugins above)");
+    }
 }

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use abi_stable::library::lib_header_from_path;
-use abi_stable::std_types::{RResult, RSlice, RStr, RString};
+use abi_stable::std_types::{RResult, RSlice, RStr};
 use plugbus_plugin_api::{
     abi_compatible, host_box, AbiHost, EventView, KeyValue, OwnedEvent, PluginMod_Ref, ABI_VERSION,
 };
@@ -29,8 +29,11 @@ fn library() -> PathBuf {
 struct RecordingHost(Arc<Mutex<Vec<String>>>);
 
 impl AbiHost for RecordingHost {
-    fn publish(&self, _: OwnedEvent) -> RResult<(), RString> {
-        RResult::RErr("not in this test".into())
+    fn publish(&self, _: OwnedEvent) -> RResult<(), plugbus_plugin_api::PublishRefusal> {
+        RResult::RErr(plugbus_plugin_api::PublishRefusal::new(
+            plugbus_plugin_api::RefusalKind::Closed,
+            "not in this test",
+        ))
     }
     fn log(&self, level: u8, _: RStr<'_>, message: RStr<'_>, fields: RSlice<'_, KeyValue<'_>>) {
         let fields: Vec<String> = fields
