@@ -122,7 +122,7 @@ pub fn forbidden_for_plugins(name: &str, source: &str) -> Option<String> {
 }
 
 /// The host handle given to one plugin instance: publishes on the bus through the
-/// instance's [`Outbound`] queue and logs to the host's `tracing` under the plugin's name.
+/// instance's outbound queue and logs to the host's `tracing` under the plugin's name.
 #[derive(Debug)]
 pub struct PluginHost {
     name: Arc<str>,
@@ -156,7 +156,7 @@ impl Drop for PluginHost {
 
 impl AbiHost for PluginHost {
     /// Checks the event, takes the cause of the event being handled on this thread, and queues
-    /// it for the bus (see [`crate::outbound`]): blocks only while the plugin's queue is full,
+    /// it for the bus (see the `outbound` module): blocks only while the plugin's queue is full,
     /// for at most the plugin's handler timeout.
     fn publish(&self, event: OwnedEvent) -> RResult<(), PublishRefusal> {
         let counters = &self.outbound.counters;
