@@ -42,6 +42,19 @@ pub(crate) struct Enqueued {
     pub(crate) routed: bool,
 }
 
+/// What an emit returns once every delivery it owes is settled.
+#[inline]
+fn emit_result(event: Event, rejected: Vec<SubscriptionId>) -> Result<(), PublishError> {
+    if rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(PublishError {
+            kind: PublishErrorKind::Full(rejected),
+            event,
+        })
+    }
+}
+
 /// True if every bus-wide filter accepts `event`. A filter that panics drops the event (counted
 /// as filtered, and as a filter panic) instead of unwinding into the publisher.
 #[inline]
@@ -450,11 +463,11 @@ impl Shared {
         shard: &Shard,
         event: &Event,
         only: Option<&[SubscriptionId]>,
-    ) -> Enqueued {
-        let mut out = Enqueued::default();
+        out: &mut Enqueued,
+    ) {
         let table = self.table.load();
         let Routing::To(route) = self.route(shard, &table, event, only) else {
-            return out;
+            return;
         };
         out.routed = true;
         for sub in route.iter() {
@@ -475,7 +488,6 @@ impl Shared {
                 Push::Closed(e) => self.closed_on_push(sub, &e),
             }
         }
-        out
     }
 
     /// A push found the mailbox closed: unsubscribed while we routed (the event never reached
@@ -671,54 +683,63 @@ impl Bus {
         event: Event,
         only: Option<&[SubscriptionId]>,
     ) -> Result<(), PublishError> {
+        let mut queued = Enqueued::default();
+        let event = self.begin_emit(event, only, &mut queued)?;
+        if !queued.waiting.is_empty() {
+            // Boxed: only an emit that must wait for room pays for the larger future, so the
+            // common path stays a small future the publisher builds and drops per event.
+            let waiting = std::mem::take(&mut queued.waiting);
+            Box::pin(self.finish_emit(&event, (waiting, queued.routed))).await;
+        }
+        emit_result(event, queued.rejected)
+    }
+
+    /// The synchronous part of an emit: admission, routing, and a push into every mailbox
+    /// with room. Leaves in `queued` the full `Wait` mailboxes still owed the event and the
+    /// subscriptions that refused it (written in place: the caller's future holds it, and
+    /// returning it by value cost a copy per emit).
+    #[inline]
+    fn begin_emit(
+        &self,
+        event: Event,
+        only: Option<&[SubscriptionId]>,
+        queued: &mut Enqueued,
+    ) -> Result<Event, PublishError> {
         let span = tracing::trace_span!(
             "plugbus.emit",
             event_type = event.event_type().name(),
             event_id = %event.id(),
         );
-        let (event, queued) = {
-            let _entered = span.enter();
-            let shard = self.shared.counters.local();
-            let event = self.shared.admit(shard, event)?.into_event();
-            let queued = self.shared.enqueue(shard, &event, only);
-            if queued.waiting.is_empty() && queued.routed {
-                shard.routed();
-            }
-            (event, queued)
-        };
-        let Enqueued {
-            waiting,
-            rejected,
-            routed,
-        } = queued;
-        if !waiting.is_empty() {
-            let mut owed = Owed {
-                shared: &self.shared,
-                event: &event,
-                subs: waiting,
-                routed,
-            };
-            // The subscription leaves `owed` only once its push has ended, so a cancel at the
-            // await below finds it still owed.
-            while let Some(sub) = owed.subs.last() {
-                let pushed = sub.mailbox.push_wait(event.clone()).await;
-                let Some(sub) = owed.subs.pop() else { break };
-                match pushed {
-                    Push::Queued => {}
-                    Push::Evicted(old) => {
-                        dispatch::not_delivered(&self.shared, &sub, &old, Outcome::Dropped, 0);
-                    }
-                    Push::Full(e) | Push::Closed(e) => self.shared.closed_on_push(&sub, &e),
-                }
-            }
+        let _entered = span.enter();
+        let shard = self.shared.counters.local();
+        let event = self.shared.admit(shard, event)?.into_event();
+        self.shared.enqueue(shard, &event, only, queued);
+        if queued.waiting.is_empty() && queued.routed {
+            shard.routed();
         }
-        if rejected.is_empty() {
-            Ok(())
-        } else {
-            Err(PublishError {
-                kind: PublishErrorKind::Full(rejected),
-                event,
-            })
+        Ok(event)
+    }
+
+    /// Waits for room in each mailbox still owed the event (the `Wait` policy).
+    async fn finish_emit(&self, event: &Event, (waiting, routed): (Vec<Arc<Sub>>, bool)) {
+        let mut owed = Owed {
+            shared: &self.shared,
+            event,
+            subs: waiting,
+            routed,
+        };
+        // The subscription leaves `owed` only once its push has ended, so a cancel at the
+        // await below finds it still owed.
+        while let Some(sub) = owed.subs.last() {
+            let pushed = sub.mailbox.push_wait(event.clone()).await;
+            let Some(sub) = owed.subs.pop() else { break };
+            match pushed {
+                Push::Queued => {}
+                Push::Evicted(old) => {
+                    dispatch::not_delivered(&self.shared, &sub, &old, Outcome::Dropped, 0);
+                }
+                Push::Full(e) | Push::Closed(e) => self.shared.closed_on_push(&sub, &e),
+            }
         }
     }
 
@@ -771,11 +792,13 @@ impl Bus {
         let _entered = span.enter();
         let shard = self.shared.counters.local();
         let event = self.shared.admit(shard, event)?.into_event();
+        let mut queued = Enqueued::default();
+        self.shared.enqueue(shard, &event, only, &mut queued);
         let Enqueued {
             waiting,
             mut rejected,
             routed,
-        } = self.shared.enqueue(shard, &event, only);
+        } = queued;
         for sub in waiting {
             dispatch::not_delivered(&self.shared, &sub, &event, Outcome::Rejected, 0);
             rejected.push(sub.id);

@@ -54,10 +54,29 @@ pub(crate) enum Push {
     Closed(Event),
 }
 
+/// Keeps a value on cache lines of its own (two, for adjacent-line prefetching), so writes to
+/// it do not evict what the other core reads.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Mailbox {
     queue: ArrayQueue<Event>,
-    consumer: Notify,
+    /// Written by every push (the publisher's core) and by the consumer when it parks: kept
+    /// apart from the fields both sides only read per event (`closed`, `space_waiters`), which
+    /// would otherwise miss in the consumer's cache on every push.
+    consumer: Padded<Notify>,
+    /// The consumer is parked, or about to: only then does a push notify it (a notify per push
+    /// while it drains would make both cores fight over the `Notify`'s line for nothing).
+    parked: Padded<AtomicBool>,
     space: Notify,
     space_waiters: AtomicUsize,
     closed: AtomicBool,
@@ -69,7 +88,8 @@ impl Mailbox {
     pub(crate) fn new(capacity: usize) -> Mailbox {
         Mailbox {
             queue: ArrayQueue::new(capacity.max(1)),
-            consumer: Notify::new(),
+            consumer: Padded(Notify::new()),
+            parked: Padded(AtomicBool::new(false)),
             space: Notify::new(),
             space_waiters: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -114,8 +134,20 @@ impl Mailbox {
                 Err(e) => return Push::Full(e),
             }
         };
-        self.consumer.notify_one();
+        self.wake_consumer();
         pushed
+    }
+
+    /// After a push: wakes the consumer if it parked. Dekker's pattern with `wait_for_work`
+    /// (each side writes its flag, then reads the other's): the push is written before
+    /// `parked` is read, and the consumer's `parked` before it looks at the queue again, so
+    /// either it sees the event or we see it parked.
+    #[inline]
+    fn wake_consumer(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) {
+            self.consumer.notify_one();
+        }
     }
 
     /// Waits for space (the `Wait` policy).
@@ -155,7 +187,18 @@ impl Mailbox {
 
     /// Waits until something may have been pushed (or the mailbox closed).
     pub(crate) async fn wait_for_work(&self) {
-        self.consumer.notified().await;
+        let notified = self.consumer.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        self.parked.store(true, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        // Only queued work returns at once: a closed mailbox is reported once, by the
+        // notification `close` leaves, so a task that waits on other things too (the
+        // pipelined drain's running deliveries) is not woken again and again by it.
+        if self.queue.is_empty() {
+            notified.await;
+        }
+        self.parked.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn close(&self) {

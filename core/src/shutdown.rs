@@ -144,7 +144,8 @@ impl Bus {
         {
             let shard = shared.counters.local();
             shard.accept();
-            let queued = shared.enqueue(shard, &e, None);
+            let mut queued = crate::bus::Enqueued::default();
+            shared.enqueue(shard, &e, None, &mut queued);
             for sub in queued.waiting {
                 // Wait for room for the notice until the deadline, like any emit.
                 match tokio::time::timeout_at(until, sub.mailbox.push_wait(e.clone())).await {
