@@ -39,6 +39,10 @@ pub mod crates {
     pub const NO_ROOT: &str = "plugbus-fixture-no-root";
     /// A declarative filter on handler 3, handler 7 unfiltered; publishes `test.seen`.
     pub const FILTERED: &str = "plugbus-fixture-filtered";
+    /// One event of type `publish` per event of the types in `on` (config).
+    pub const ECHO: &str = "plugbus-fixture-echo";
+    /// [`ECHO`] under a second name (`fixture-echo-2`), to feed the first.
+    pub const ECHO_2: &str = "plugbus-fixture-echo-2";
 }
 
 /// `lib<name>.so` (platform prefix and suffix) for a crate name.
