@@ -191,6 +191,28 @@ pub enum TrustErrorKind {
         /// Its permission bits (`mode & 0o7777`).
         mode: u32,
     },
+    /// The file, or a directory on its path, belongs to someone other than root or the host's
+    /// user: they could replace what the host loads.
+    #[error("'{}' is owned by uid {owner}, neither root nor the host's user (uid {host})", path.display())]
+    ForeignOwner {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The host's effective uid.
+        host: u32,
+    },
+    /// The file is larger than the loader reads.
+    #[error("file is {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file was replaced or changed between its checks and the read of its bytes.
+    #[error("file changed while it was being checked (replaced, or written to): not loaded")]
+    Changed,
     /// The file's SHA-256 differs from the pin in the config.
     #[error("sha-256 mismatch for pin '{pin}': expected {expected}, found {actual}")]
     PinMismatch {

@@ -27,15 +27,14 @@
 //! # Libraries are never unloaded
 //!
 //! abi_stable leaks every library it opens (unloading code with live thread-locals is
-//! unsound). The dynamic loader also hands back the already-mapped library when the same path
-//! is opened again, so loading a *changed* file means loading a copy under a new name:
-//! [`copy_for_reload`] makes one in a private directory.
+//! unsound). Every load maps a fresh private copy of the file's bytes, in a directory of its
+//! own ([`open_library`]), so loading a changed file maps the new code, and nothing done to the
+//! original afterwards reaches the mapped pages.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
 use abi_stable::std_types::RResult;
@@ -44,7 +43,7 @@ use plugbus_plugin_api::{
 };
 
 use crate::error::{LoadError, LoadErrorKind};
-use crate::trust::{TrustPolicy, TrustedFile};
+use crate::trust::{TrustPolicy, TrustedFile, MAX_PLUGIN_BYTES};
 
 /// What a plugin library says about itself, read without constructing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +77,8 @@ impl PluginMeta {
 pub struct Library {
     /// The file as given or discovered (what status reports and lifecycle events name).
     pub path: PathBuf,
-    /// The file actually mapped (canonical; a private copy for reloads).
+    /// The private copy actually mapped (unlinked once mapped: a name for logs, not a file to
+    /// open).
     pub mapped: PathBuf,
     /// The root module (`info` and `new`).
     pub module: PluginMod_Ref,
@@ -135,22 +135,20 @@ enum Shape {
 /// dies of `SIGBUS` when it touches a missing page. So the headers are checked first: the
 /// program header table, every loadable segment and the section header table must lie inside
 /// the file. Mach-O files are left to the dynamic loader.
-fn examine(path: &Path) -> io::Result<Shape> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
+fn examine(bytes: &[u8]) -> Shape {
     let Some(magic) = bytes.get(..4) else {
-        return Ok(Shape::NotALibrary);
+        return Shape::NotALibrary;
     };
     if !MAGICS.iter().any(|m| m.as_slice() == magic) {
-        return Ok(Shape::NotALibrary);
+        return Shape::NotALibrary;
     }
     if magic != b"\x7fELF" {
-        return Ok(Shape::Library);
+        return Shape::Library;
     }
-    Ok(match check_elf(&bytes) {
+    match check_elf(bytes) {
         Ok(()) => Shape::Library,
         Err(detail) => Shape::Damaged(detail),
-    })
+    }
 }
 
 /// Structural checks of an ELF file (see [`examine`]).
@@ -237,25 +235,50 @@ fn check_elf(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Phase 2: map the library and find its abi_stable header.
+/// Phase 2: map the library from a private copy of `bytes` and find its abi_stable header.
 ///
-/// `path` names the file in errors; `mapped` is the file opened (the canonical path of a
-/// [`TrustedFile`]).
+/// `path` names the file in errors. `bytes` are the file's contents as read once by
+/// [`TrustedFile::read_bytes`]: they are checked, written to a fresh directory only the host
+/// can read (`0700`, the file `0500`, named by its SHA-256), and that copy is what the dynamic
+/// loader maps. Whatever happens to the original afterwards (overwritten in place by `cp`,
+/// truncated, replaced) cannot touch the mapped pages, and the pins checked are the pins of the
+/// bytes mapped. The copy is unlinked once mapped; the mapping stays valid.
 ///
 /// # Errors
 /// [`LoadErrorKind::NotALibrary`], [`LoadErrorKind::Corrupt`] (also for an ELF file whose
 /// headers point past its end: mapping it could crash the process later),
 /// [`LoadErrorKind::NoRootModule`] or [`LoadErrorKind::Io`].
-pub fn open_library(path: &Path, mapped: &Path) -> Result<&'static LibHeader, LoadError> {
+pub fn open_library(
+    path: &Path,
+    bytes: &[u8],
+    sha256: &str,
+) -> Result<(&'static LibHeader, PathBuf), LoadError> {
     let err = |kind| LoadError::new(path, kind);
-    match examine(mapped) {
-        Ok(Shape::Library) => {}
-        Ok(Shape::NotALibrary) => return Err(err(LoadErrorKind::NotALibrary)),
-        Ok(Shape::Damaged(detail)) => return Err(err(LoadErrorKind::Corrupt { detail })),
-        Err(source) => return Err(err(LoadErrorKind::Io { source })),
+    match examine(bytes) {
+        Shape::Library => {}
+        Shape::NotALibrary => return Err(err(LoadErrorKind::NotALibrary)),
+        Shape::Damaged(detail) => return Err(err(LoadErrorKind::Corrupt { detail })),
+    }
+    let io = |source| err(LoadErrorKind::Io { source });
+    let dir = tempfile::Builder::new()
+        .prefix("plugbus-plugin-")
+        .tempdir()
+        .map_err(io)?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).map_err(io)?;
+    let copy = dir.path().join(format!("{sha256}.so"));
+    {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o500)
+            .open(&copy)
+            .map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
     }
     // Mapping a library runs its initializers: the trust checks came first for that reason.
-    lib_header_from_path(mapped).map_err(|e| err(classify(e)))
+    let header = lib_header_from_path(&copy).map_err(|e| err(classify(e)));
+    drop(dir);
+    header.map(|h| (h, copy))
 }
 
 /// Phase 3: abi_stable's checks (its ABI, the plugin-api version, type layouts), then the
@@ -322,25 +345,26 @@ pub fn load_library(policy: &TrustPolicy, path: &Path) -> Result<Library, LoadEr
 /// The first phase that fails.
 pub fn load_trusted(policy: &TrustPolicy, trusted: &TrustedFile) -> Result<Library, LoadError> {
     let path = trusted.requested_path();
+    let untrusted =
+        |e: crate::error::TrustError| LoadError::new(path, LoadErrorKind::Untrusted(e.kind));
+    // The bytes are read once; every later check and the mapping use them (or their copy).
+    let bytes = trusted.read_bytes().map_err(untrusted)?;
+    let sha256 = trusted.sha256_hex().map_err(untrusted)?;
     // Pins by file name are checked before the library is mapped; pins by plugin name can
     // only be checked once the plugin said its name (its initializers have run by then).
     if let Some(name) = trusted.file_name() {
         if policy.pins.contains_key(name) {
-            policy
-                .check_pin("", trusted)
-                .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
+            policy.check_pin("", trusted).map_err(untrusted)?;
         }
     }
-    let header = open_library(path, trusted.path())?;
+    let (header, mapped) = open_library(path, &bytes, &sha256)?;
+    drop(bytes);
     let module = init_root_module(path, header)?;
     let meta = check_interface(path, &module, Some((policy, trusted)))?;
-    let sha256 = trusted
-        .sha256_hex()
-        .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
     tracing::debug!(path = %path.display(), plugin = %meta.name, version = %meta.version, "plugin library loaded");
     Ok(Library {
         path: path.to_path_buf(),
-        mapped: trusted.path().to_path_buf(),
+        mapped,
         module,
         meta,
         sha256,
@@ -435,10 +459,11 @@ impl Inspection {
 /// [`inspect_with_policy`] to include them. Mapping a library runs its initializers, so only
 /// inspect files you would be willing to load.
 pub fn inspect(path: &Path) -> Inspection {
-    let sha256 = sha256_of(path);
-    let mapped = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let result = open_library(path, &mapped)
-        .and_then(|header| init_root_module(path, header))
+    let read = read_plugin_bytes(path);
+    let sha256 = read.as_ref().ok().map(|(_, sha)| sha.clone());
+    let result = read
+        .and_then(|(bytes, sha)| open_library(path, &bytes, &sha))
+        .and_then(|(header, _)| init_root_module(path, header))
         .map(|module| {
             let info = (module.info())();
             let meta = PluginMeta::from_info(&info);
@@ -492,102 +517,48 @@ fn inspect_if_trusted(policy: &TrustPolicy, path: &Path) -> Inspection {
 }
 
 fn sha256_of(path: &Path) -> Option<String> {
+    read_plugin_bytes(path).ok().map(|(_, sha)| sha)
+}
+
+/// The bytes of a file the user points at (no trust policy), read without blocking: only a
+/// regular file under [`MAX_PLUGIN_BYTES`], never a FIFO or device that would hang or never
+/// end. With their SHA-256, lowercase hex.
+fn read_plugin_bytes(path: &Path) -> Result<(Vec<u8>, String), LoadError> {
+    use rustix::fs::{Mode, OFlags};
     use sha2::{Digest, Sha256};
-    let bytes = fs::read(path).ok()?;
-    Some(hex::encode(Sha256::digest(&bytes)))
-}
-
-/// A private directory for copies of changed plugin files (see the module docs).
-///
-/// The directory is created `0700` in the system temp dir and removed when this value is
-/// dropped; libraries mapped from it stay mapped.
-#[derive(Debug)]
-pub struct ReloadDir {
-    dir: tempfile::TempDir,
-    next: AtomicU64,
-}
-
-impl ReloadDir {
-    /// Creates the directory.
-    ///
-    /// # Errors
-    /// The directory could not be created.
-    pub fn new() -> io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("plugbus-reload-")
-            .tempdir()?;
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))?;
-        Ok(Self {
-            dir,
-            next: AtomicU64::new(1),
-        })
+    let io = |source: io::Error| LoadError::new(path, LoadErrorKind::Io { source });
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(e.into()))?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, device or socket)"
+        };
+        return Err(io(io::Error::new(io::ErrorKind::InvalidInput, what)));
     }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        self.dir.path()
+    if meta.len() > MAX_PLUGIN_BYTES {
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::Untrusted(crate::error::TrustErrorKind::TooLarge {
+                size: meta.len(),
+                limit: MAX_PLUGIN_BYTES,
+            }),
+        ));
     }
-}
-
-/// Copies a trusted plugin file into `dir` under a name never used before
-/// (`<stem>.reload<N>.so`), readable only as the original was, and checks the copy against
-/// the same pins. Returns the copy as a trusted file whose requested path is the original.
-///
-/// # Errors
-/// [`LoadErrorKind::Io`] if the copy fails; [`LoadErrorKind::Untrusted`] if the copy does
-/// not pass the checks.
-pub fn copy_for_reload(
-    policy: &TrustPolicy,
-    original: &TrustedFile,
-    dir: &ReloadDir,
-) -> Result<(PathBuf, TrustedFile), LoadError> {
-    let path = original.requested_path();
-    let n = dir.next.fetch_add(1, Ordering::Relaxed);
-    let stem = original
-        .path()
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("plugin");
-    let copy = dir.path().join(format!("{stem}.reload{n}.so"));
-    let io_err = |source| LoadError::new(path, LoadErrorKind::Io { source });
-    fs::copy(original.path(), &copy).map_err(io_err)?;
-    fs::set_permissions(&copy, fs::Permissions::from_mode(0o644)).map_err(io_err)?;
-    let private = TrustPolicy {
-        directories: vec![dir.path().to_path_buf()],
-        pins: policy.pins.clone(),
-    };
-    let trusted = private
-        .check_file(&copy)
-        .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
-    Ok((copy, trusted))
-}
-
-/// [`load_trusted`] for a reload copy, reporting errors and the library under the original
-/// path.
-///
-/// # Errors
-/// The first phase that fails.
-pub fn load_copy(
-    policy: &TrustPolicy,
-    original: &Path,
-    copy: &TrustedFile,
-) -> Result<Library, LoadError> {
-    let private = TrustPolicy {
-        directories: copy
-            .path()
-            .parent()
-            .map(Path::to_path_buf)
-            .into_iter()
-            .collect(),
-        pins: policy.pins.clone(),
-    };
-    let rename = |mut e: LoadError| {
-        e.path = original.to_path_buf();
-        e
-    };
-    let mut library = load_trusted(&private, copy).map_err(rename)?;
-    library.path = original.to_path_buf();
-    Ok(library)
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_PLUGIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    Ok((bytes, sha))
 }
 
 #[cfg(test)]
@@ -710,21 +681,36 @@ mod tests {
     }
 
     #[test]
-    fn reload_copies_get_fresh_names_in_a_private_dir() {
+    fn a_fifo_named_like_a_plugin_is_refused_at_once() {
+        let (_root, dir) = private_dir();
+        let fifo = dir.join("libfifo.so");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // Neither path may block on the FIFO: nobody will ever write to it.
+        let inspection = inspect(&fifo);
+        assert!(!inspection.is_compatible());
+        let err = load_library(&TrustPolicy::new([dir]), &fifo).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn the_pin_checked_is_the_pin_of_the_bytes_read() {
         let (_root, dir) = private_dir();
         let file = dir.join("libx.so");
-        write(&file, b"junk", 0o644);
+        write(&file, b"first bytes, not a library", 0o644);
         let policy = TrustPolicy::new([dir]);
         let trusted = policy.check_file(&file).unwrap();
-        let reload = ReloadDir::new().unwrap();
-        let (a, ta) = copy_for_reload(&policy, &trusted, &reload).unwrap();
-        let (b, _) = copy_for_reload(&policy, &trusted, &reload).unwrap();
-        assert_ne!(a, b);
-        assert!(a.starts_with(reload.path()));
-        let mode = fs::metadata(reload.path()).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        let err = load_copy(&policy, &file, &ta).unwrap_err();
-        assert_eq!(err.path, file);
-        assert!(matches!(err.kind, LoadErrorKind::NotALibrary), "{err}");
+        let bytes = trusted.read_bytes().unwrap();
+        // Replaced after the read: the digest stays that of what was read.
+        write(&file, b"other bytes", 0o644);
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        assert_eq!(trusted.sha256().unwrap(), digest);
     }
 }

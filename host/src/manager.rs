@@ -58,7 +58,6 @@
 //! order. Dropping the last manager handle without that removes the subscriptions and lets
 //! each plugin thread stop its plugin and end.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,7 +80,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bridge::{self, PluginHost};
 use crate::config::Config;
 use crate::error::{LoadError, LoadErrorKind, ManagerError};
-use crate::loader::{self, Library, ReloadDir};
+use crate::loader::{self, Library};
 use crate::outbound::{Outbound, PublishCounters};
 use crate::trust::{TrustPolicy, TrustedFile};
 
@@ -244,7 +243,8 @@ pub struct PluginStatus {
     pub description: String,
     /// The plugin file, as discovered or given.
     pub path: PathBuf,
-    /// The file actually mapped (differs from `path` after a reload: a private copy).
+    /// The private copy of the file's bytes that was mapped (a fresh one per load, unlinked
+    /// once mapped), never `path` itself.
     pub mapped: PathBuf,
     /// SHA-256 of the mapped file, lowercase hex.
     pub sha256: String,
@@ -373,9 +373,6 @@ pub(crate) struct Inner {
     entries: Mutex<Vec<Entry>>,
     /// Serializes lifecycle operations (load, start, stop, unload, reload).
     ops: tokio::sync::Mutex<()>,
-    /// Canonical paths mapped so far: loading one again must go through a copy.
-    mapped: Mutex<HashSet<PathBuf>>,
-    reload_dir: Mutex<Option<Arc<ReloadDir>>>,
     next_instance: AtomicU64,
 }
 
@@ -449,8 +446,6 @@ impl PluginManager {
                 options,
                 entries: Mutex::new(Vec::new()),
                 ops: tokio::sync::Mutex::new(()),
-                mapped: Mutex::new(HashSet::new()),
-                reload_dir: Mutex::new(None),
                 next_instance: AtomicU64::new(1),
             }),
         }
@@ -689,7 +684,7 @@ impl PluginManager {
         }
     }
 
-    /// Phases 2-4 (through a copy when the file was mapped before), then construction.
+    /// Phases 2-4 (from a private copy of the file's bytes), then construction.
     async fn load_trusted_locked(&self, trusted: &TrustedFile) -> Result<Loaded, ManagerError> {
         let library = match self.open_trusted(trusted) {
             Ok(library) => library,
@@ -701,38 +696,9 @@ impl PluginManager {
         self.install_locked(library).await
     }
 
-    /// Maps a trusted file, through a private copy when its path was mapped before (the
-    /// dynamic loader would hand back the old code).
+    /// Maps a trusted file from a private copy of its bytes.
     fn open_trusted(&self, trusted: &TrustedFile) -> Result<Library, LoadError> {
-        let first_time = self
-            .inner
-            .mapped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(trusted.path().to_path_buf());
-        if first_time {
-            return loader::load_trusted(&self.inner.policy, trusted);
-        }
-        let dir = self.reload_dir(trusted.requested_path())?;
-        let (_, copy) = loader::copy_for_reload(&self.inner.policy, trusted, &dir)?;
-        loader::load_copy(&self.inner.policy, trusted.requested_path(), &copy)
-    }
-
-    fn reload_dir(&self, path: &Path) -> Result<Arc<ReloadDir>, LoadError> {
-        let mut slot = self
-            .inner
-            .reload_dir
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(dir) = slot.as_ref() {
-            return Ok(Arc::clone(dir));
-        }
-        let dir = Arc::new(
-            ReloadDir::new()
-                .map_err(|source| LoadError::new(path, LoadErrorKind::Io { source }))?,
-        );
-        *slot = Some(Arc::clone(&dir));
-        Ok(dir)
+        loader::load_trusted(&self.inner.policy, trusted)
     }
 
     /// Duplicate check, config check, construction on the plugin's new thread.
@@ -1158,16 +1124,11 @@ impl PluginManager {
         Ok(new_name)
     }
 
+    /// Every load maps a fresh private copy of the file's bytes (see
+    /// [`loader::open_library`]), so a changed file is new code, never the old mapping.
     fn open_copy(&self, path: &Path) -> Result<Library, LoadError> {
         let trusted = loader::check_trust(&self.inner.policy, path)?;
-        self.inner
-            .mapped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(trusted.path().to_path_buf());
-        let dir = self.reload_dir(path)?;
-        let (_, copy) = loader::copy_for_reload(&self.inner.policy, &trusted, &dir)?;
-        loader::load_copy(&self.inner.policy, path, &copy)
+        loader::load_trusted(&self.inner.policy, &trusted)
     }
 
     // -----------------------------------------------------------------------------

@@ -5,17 +5,22 @@
 //! - the file, once every symlink is resolved, lies inside one of the configured
 //!   plugin directories (a symlink leading out is refused, naming link and target);
 //! - it is a regular file;
-//! - neither the file nor any directory between it and its plugin directory
-//!   (both included) is writable by group or others (unix mode bits);
+//! - like sshd's StrictModes, the file and every directory from it up to `/` belong to
+//!   root or to the host's user and are not writable by group or others; a *sticky*
+//!   world-writable directory (`/tmp`) is accepted as an ancestor when the entry below it
+//!   belongs to root or the host's user (the sticky bit keeps others from renaming or
+//!   removing it);
 //! - optionally, its SHA-256 equals a pin from the config, keyed by plugin name or
 //!   by file name.
 //!
 //! [`TrustPolicy::discover`] lists every `*.so` directly inside each directory, in a
 //! deterministic order, and checks each one; a refused file never hides the others.
 //!
-//! These checks narrow, but cannot close, the window between checking a file and
-//! `dlopen`ing it: the loader should open a [`TrustedFile`] right after checking it,
-//! by its canonical [`TrustedFile::path`].
+//! The window between these checks and the load is closed by [`TrustedFile::read_bytes`]:
+//! it opens the file without following links and without blocking (a FIFO named `x.so`
+//! never hangs the host), checks on the open descriptor that it is still the regular file
+//! that was checked, under the size cap, and reads its bytes once. The loader hashes and
+//! pins those bytes and maps a private copy of them, never the original path.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -31,6 +36,19 @@ use crate::error::{TrustError, TrustErrorKind};
 
 /// Group-write and other-write permission bits.
 const GROUP_OR_OTHER_WRITE: u32 = 0o022;
+/// The sticky bit: in such a directory only an entry's owner may rename or remove it.
+const STICKY: u32 = 0o1000;
+/// The largest plugin file the loader reads: 256 MiB.
+pub const MAX_PLUGIN_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The host's effective uid: files it trusts belong to it or to root.
+fn host_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+fn trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == host_uid()
+}
 
 /// Which plugin files may be loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +72,65 @@ impl TrustedFile {
     /// The canonical path (symlinks resolved): open this one.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads the file's bytes once, at most [`MAX_PLUGIN_BYTES`], from a descriptor opened
+    /// without following symlinks and without blocking, after checking on that descriptor
+    /// that it is a regular file owned by root or the host's user and not writable by group
+    /// or others. The SHA-256 of these bytes becomes the file's [`sha256`](Self::sha256):
+    /// pins are checked against exactly what is read, and the loader maps a copy of it.
+    ///
+    /// # Errors
+    /// The file is no longer a trusted regular file, is too large, or changed while it was
+    /// read.
+    pub fn read_bytes(&self) -> Result<Vec<u8>, TrustError> {
+        use rustix::fs::{Mode, OFlags};
+        let refuse = |kind| TrustError {
+            path: self.requested.clone(),
+            kind,
+        };
+        let io = |source: io::Error| refuse(TrustErrorKind::Io { source });
+        let fd = rustix::fs::open(
+            &self.path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io(e.into()))?;
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(refuse(TrustErrorKind::NotRegularFile {
+                file_type: describe(&meta.file_type()),
+            }));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & GROUP_OR_OTHER_WRITE != 0 {
+            return Err(refuse(TrustErrorKind::FileWritable { mode }));
+        }
+        check_owner(&self.path, &meta).map_err(refuse)?;
+        if meta.len() > MAX_PLUGIN_BYTES {
+            return Err(refuse(TrustErrorKind::TooLarge {
+                size: meta.len(),
+                limit: MAX_PLUGIN_BYTES,
+            }));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        (&file)
+            .take(MAX_PLUGIN_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        let after = file.metadata().map_err(io)?;
+        let changed = bytes.len() as u64 != meta.len()
+            || after.len() != meta.len()
+            || after.modified().ok() != meta.modified().ok();
+        if changed {
+            return Err(refuse(TrustErrorKind::Changed));
+        }
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if self.sha256.set(digest).is_err() && self.sha256.get() != Some(&digest) {
+            return Err(refuse(TrustErrorKind::Changed));
+        }
+        Ok(bytes)
     }
 
     /// The path as it was given to [`TrustPolicy::check_file`] or found by
@@ -144,15 +221,18 @@ impl TrustPolicy {
         if mode & GROUP_OR_OTHER_WRITE != 0 {
             return Err(refuse(TrustErrorKind::FileWritable { mode }));
         }
+        check_owner(&canonical, &meta).map_err(refuse)?;
 
-        // Every directory from the file's own up to (and including) its plugin
-        // directory: any of them writable by others lets others swap the file.
+        // Every directory from the file's own up to `/`: any of them writable, or owned, by
+        // someone else lets them swap the file (the plugin directory alone is not enough).
+        // Up to the plugin directory no exception is made, not even for a sticky directory:
+        // anyone could add files there. Above it a sticky directory may be world-writable.
+        let mut below: &Path = &canonical;
         let mut dir = canonical.parent();
         while let Some(current) = dir {
-            check_directory(current).map_err(refuse)?;
-            if current == root {
-                break;
-            }
+            let above_root = !current.starts_with(&root);
+            check_directory(current, below, above_root).map_err(refuse)?;
+            below = current;
             dir = current.parent();
         }
         // A symlink's own directory too: whoever can write there can repoint it.
@@ -163,7 +243,7 @@ impl TrustPolicy {
             };
             let link_dir = fs::canonicalize(link_dir)
                 .map_err(|source| refuse(TrustErrorKind::Io { source }))?;
-            check_directory(&link_dir).map_err(refuse)?;
+            check_directory(&link_dir, path, false).map_err(refuse)?;
         }
 
         Ok(TrustedFile {
@@ -255,15 +335,40 @@ impl TrustPolicy {
     }
 }
 
-/// Refuses a directory writable by group or others.
-fn check_directory(dir: &Path) -> Result<(), TrustErrorKind> {
+/// Refuses a file or directory owned by anyone but root or the host's user.
+fn check_owner(path: &Path, meta: &fs::Metadata) -> Result<(), TrustErrorKind> {
+    use std::os::unix::fs::MetadataExt;
+    if trusted_owner(meta.uid()) {
+        Ok(())
+    } else {
+        Err(TrustErrorKind::ForeignOwner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            host: host_uid(),
+        })
+    }
+}
+
+/// Refuses a directory owned by someone else, or writable by group or others, unless
+/// `sticky_ok` and it is sticky and `below` (the entry under it on the way to the file)
+/// belongs to root or the host's user: then nobody else can rename or remove that entry.
+fn check_directory(dir: &Path, below: &Path, sticky_ok: bool) -> Result<(), TrustErrorKind> {
     let meta = fs::metadata(dir).map_err(|source| TrustErrorKind::Io { source })?;
+    check_owner(dir, &meta)?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & GROUP_OR_OTHER_WRITE != 0 {
-        return Err(TrustErrorKind::DirectoryWritable {
-            dir: dir.to_path_buf(),
-            mode,
-        });
+        let below_ok = || {
+            fs::symlink_metadata(below).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                trusted_owner(m.uid())
+            })
+        };
+        if !sticky_ok || mode & STICKY == 0 || !below_ok() {
+            return Err(TrustErrorKind::DirectoryWritable {
+                dir: dir.to_path_buf(),
+                mode,
+            });
+        }
     }
     Ok(())
 }
