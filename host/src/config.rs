@@ -236,7 +236,7 @@ impl Config {
     /// the file as given.
     pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
+        let text = read_config_text(path)
             .map_err(|source| ConfigError::new(&origin, ConfigErrorKind::Read { source }))?;
         let mut config = Config::from_toml_str(&text, &origin)?;
         let base = match path.parent() {
@@ -592,10 +592,72 @@ impl Visitor<'_> for Sha256Visitor {
     }
 }
 
+/// The largest configuration file read: 4 MiB, far more than any real one.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a configuration file without blocking and within [`MAX_CONFIG_BYTES`]: a FIFO
+/// (nobody may ever write to it), a device such as `/dev/zero` (it never ends) or a
+/// directory is refused at once, with what it is.
+fn read_config_text(path: &Path) -> std::io::Result<String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read as _;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, device or socket)"
+        };
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes, more than the limit of {MAX_CONFIG_BYTES}",
+                meta.len()
+            ),
+        ));
+    }
+    let mut text = String::new();
+    (&file)
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_a_device_or_a_directory_as_config_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("plugbus.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        for (path, what) in [
+            (fifo.as_path(), "not a regular file"),
+            (Path::new("/dev/zero"), "not a regular file"),
+            (dir.path(), "a directory"),
+        ] {
+            let err = Config::from_path(path).unwrap_err();
+            assert!(err.to_string().contains(what), "{}: {err}", path.display());
+        }
+    }
 
     fn parse_err(text: &str) -> ConfigError {
         Config::from_toml_str(text, "plugbus.toml").unwrap_err()

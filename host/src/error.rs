@@ -502,6 +502,24 @@ pub enum LoadErrorKind {
     },
 }
 
+impl LoadErrorKind {
+    /// The plugin's declared name, when the load got far enough to learn it.
+    pub fn plugin_name(&self) -> Option<&str> {
+        match self {
+            LoadErrorKind::PanicAbort { name }
+            | LoadErrorKind::Constructor { name, .. }
+            | LoadErrorKind::ConstructorPanicked { name, .. }
+            | LoadErrorKind::Subscriptions { name, .. }
+            | LoadErrorKind::DuplicateName { name, .. }
+            | LoadErrorKind::ThreadFailed { name, .. }
+            | LoadErrorKind::ConstructorTimedOut { name, .. } => Some(name),
+            // A pin by plugin name is checked once the name is known: the table was matched.
+            LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch { pin, .. }) => Some(pin),
+            _ => None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // managing plugins
 // ---------------------------------------------------------------------------------
@@ -516,6 +534,19 @@ pub enum ManagerError {
     /// No plugin of that name is known to the manager.
     #[error("no plugin named '{0}'")]
     UnknownPlugin(String),
+    /// A `[plugin.NAME]` table of the config names no plugin that was found: a misspelled
+    /// name would otherwise leave its settings (a `sha256` pin included) silently unused.
+    #[error(
+        "the config's [plugin.{name}] table names no plugin that was found (found: {}): \
+         check the name; its settings, a sha256 pin included, apply to nothing",
+        if found.is_empty() { "none".to_owned() } else { found.join(", ") }
+    )]
+    UnmatchedConfig {
+        /// The table's name.
+        name: String,
+        /// The names of the plugins found.
+        found: Vec<String>,
+    },
     /// The plugin is in a state that does not allow the operation.
     #[error("plugin '{name}' cannot {operation} while {state}")]
     InvalidState {

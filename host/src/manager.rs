@@ -282,6 +282,32 @@ impl LoadReport {
     }
 }
 
+/// Config tables (`[plugin.NAME]`) that name no plugin found by this load, as errors that list
+/// the plugins found.
+fn unmatched_tables(config: &Config, report: &LoadReport) -> Vec<ManagerError> {
+    let mut found: Vec<String> = report
+        .loaded
+        .iter()
+        .cloned()
+        .chain(report.disabled.iter().map(|(name, _)| name.clone()))
+        .chain(report.errors.iter().filter_map(|e| match e {
+            ManagerError::Load(load) => load.kind.plugin_name().map(str::to_owned),
+            _ => None,
+        }))
+        .collect();
+    found.sort();
+    found.dedup();
+    config
+        .plugin
+        .keys()
+        .filter(|name| !found.contains(name))
+        .map(|name| ManagerError::UnmatchedConfig {
+            name: name.clone(),
+            found: found.clone(),
+        })
+        .collect()
+}
+
 /// State shared by a plugin's entry, its thread, its bus handlers and its host handle.
 struct PluginShared {
     state: Mutex<PluginState>,
@@ -516,6 +542,11 @@ impl PluginManager {
                 Ok(()) => report.started.push(name),
                 Err(err) => report.errors.push(err),
             }
+        }
+        let unmatched = unmatched_tables(&self.inner.config, &report);
+        for err in unmatched {
+            tracing::error!("{err}");
+            report.errors.push(err);
         }
         let startup = SystemStartup {
             host: "plugbus".to_owned(),

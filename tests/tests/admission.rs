@@ -250,3 +250,26 @@ async fn cp_over_a_loaded_plugin_does_not_crash_the_host() {
 async fn cp_over_a_loaded_plugin_with_hot_plug_does_not_crash_the_host() {
     overwrite_in_place_keeps_the_host_alive(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelled_plugin_table_is_an_error_that_lists_the_plugins_found() {
+    let dir = PluginDir::new();
+    dir.add(crates::FAILER);
+    let bus = Bus::builder().build().unwrap();
+    let manager = PluginManager::new(
+        bus.clone(),
+        dir.config(
+            "[plugin.fixture-falier]\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n",
+        ),
+    );
+    let report = manager.load_all().await;
+    assert_eq!(report.started, ["fixture-failer"]);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    let text = report.errors[0].to_string();
+    assert!(
+        text.contains("[plugin.fixture-falier]") && text.contains("found: fixture-failer"),
+        "{text}"
+    );
+    manager.shutdown().await;
+    bus.shutdown(Duration::from_secs(1)).await;
+}
