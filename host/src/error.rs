@@ -442,6 +442,14 @@ pub enum LoadErrorKind {
         /// Why they are incompatible.
         detail: String,
     },
+    /// The plugin declares a name the host does not accept.
+    #[error("the plugin declares the name '{name}', which is not accepted: {reason}")]
+    InvalidName {
+        /// The name (its first 64 characters).
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// The plugin was built with `panic = "abort"`: its first panic would abort the host.
     #[error(
         "plugin '{name}' was built with panic = \"abort\": its first panic would abort the host, \

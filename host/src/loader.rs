@@ -314,6 +314,19 @@ pub fn check_interface(
             },
         )
     })?;
+    if let Err(reason) = check_name(&meta.name) {
+        let mut shown: String = meta.name.chars().take(64).collect();
+        if shown.len() < meta.name.len() {
+            shown.push('…');
+        }
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::InvalidName {
+                name: shown,
+                reason,
+            },
+        ));
+    }
     if !meta.unwind {
         return Err(LoadError::new(
             path,
@@ -328,6 +341,33 @@ pub fn check_interface(
             .map_err(|e| LoadError::new(path, LoadErrorKind::Untrusted(e.kind)))?;
     }
     Ok(meta)
+}
+
+/// The longest plugin name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A plugin name is what config tables, logs, metrics and the audit trail key on: 1 to
+/// [`MAX_NAME_LEN`] characters of lowercase ASCII letters, digits, `-`, `_` and `.`, starting
+/// with a letter or digit.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty".to_owned());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("{} bytes, more than {MAX_NAME_LEN}", name.len()));
+    }
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err("only lowercase ASCII letters, digits, '-', '_' and '.', starting with a letter or digit".to_owned())
+    }
 }
 
 /// Phases 1 to 4 for one file: everything short of constructing the plugin.
@@ -678,6 +718,23 @@ mod tests {
         assert!(kind
             .to_string()
             .starts_with("interface version 1.0 is too new"));
+    }
+
+    #[test]
+    fn plugin_names_are_short_and_plain() {
+        for good in [
+            "audit-logger",
+            "auth_enhancer",
+            "x",
+            "fixture-echo-2",
+            "a.b",
+        ] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(100_000);
+        for bad in ["", "Audit", "-x", "a b", "a/b", "ä", long.as_str()] {
+            assert!(check_name(bad).is_err(), "{bad:.20}");
+        }
     }
 
     #[test]

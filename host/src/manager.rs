@@ -308,6 +308,11 @@ fn unmatched_tables(config: &Config, report: &LoadReport) -> Vec<ManagerError> {
         .collect()
 }
 
+/// The most subscriptions one plugin may declare: each is a subscription on the bus (a
+/// routing-table rebuild, a mailbox and a task), so a plugin declaring a million would stall
+/// the host while it registers them.
+pub const MAX_SUBSCRIPTIONS: usize = 1024;
+
 /// State shared by a plugin's entry, its thread, its bus handlers and its host handle.
 struct PluginShared {
     state: Mutex<PluginState>,
@@ -1451,6 +1456,20 @@ fn run_worker(
         }
     };
     let subscriptions = match plugin.subscriptions() {
+        RResult::ROk(subs) if subs.len() > MAX_SUBSCRIPTIONS => {
+            let _ = ready.send(Err(LoadError::new(
+                &library.path,
+                LoadErrorKind::Subscriptions {
+                    name: library.meta.name.clone(),
+                    error: format!(
+                        "declares {} subscriptions, more than the limit of {MAX_SUBSCRIPTIONS}",
+                        subs.len()
+                    ),
+                },
+            )));
+            let _ = plugin.stop();
+            return;
+        }
         RResult::ROk(subs) => subs.into_vec(),
         RResult::RErr(error) => {
             let _ = ready.send(Err(LoadError::new(

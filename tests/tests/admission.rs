@@ -273,3 +273,35 @@ async fn a_misspelled_plugin_table_is_an_error_that_lists_the_plugins_found() {
     manager.shutdown().await;
     bus.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_declaring_too_many_subscriptions_is_refused_and_the_host_goes_on() {
+    let dir = PluginDir::new();
+    dir.add(crates::ECHO);
+    dir.add(crates::FAILER);
+    let types: Vec<String> = (0..5_000).map(|n| format!("\"test.t{n}\"")).collect();
+    let bus = Bus::builder().build().unwrap();
+    let manager = PluginManager::new(
+        bus.clone(),
+        dir.config(&format!(
+            "[plugin.fixture-echo]\nconfig = {{ each = true, publish = \"test.x\", on = [{}] }}\n",
+            types.join(",")
+        )),
+    );
+    let report = tokio::time::timeout(Duration::from_secs(60), manager.load_all())
+        .await
+        .expect("registration hung the host");
+    assert_eq!(report.started, ["fixture-failer"]);
+    let text = report
+        .errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("declares 5000 subscriptions, more than the limit of 1024"),
+        "{text}"
+    );
+    manager.shutdown().await;
+    bus.shutdown(Duration::from_secs(1)).await;
+}
