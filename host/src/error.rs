@@ -442,6 +442,13 @@ pub enum LoadErrorKind {
         /// Why they are incompatible.
         detail: String,
     },
+    /// The admission probe (the file mapped first in a child process) did not vouch for the
+    /// file: mapping it crashed, hung or could not be tried. The host never maps it.
+    #[error("{reason}; the file was not loaded into the host")]
+    ProbeFailed {
+        /// What happened, e.g. "crashed while probing: killed by SIGSEGV".
+        reason: String,
+    },
     /// The plugin declares a name the host does not accept.
     #[error("the plugin declares the name '{name}', which is not accepted: {reason}")]
     InvalidName {

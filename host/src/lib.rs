@@ -33,6 +33,7 @@ pub mod loader;
 pub mod log_forward;
 pub mod manager;
 mod outbound;
+pub mod probe;
 pub mod trust;
 pub mod watch;
 

@@ -275,7 +275,14 @@ pub fn open_library(
             .map_err(io)?;
         file.write_all(bytes).map_err(io)?;
     }
-    // Mapping a library runs its initializers: the trust checks came first for that reason.
+    // Mapping a library runs its initializers, and a damaged one can crash the dynamic loader:
+    // a child maps these exact bytes first (when the probe is enabled), and only if it
+    // survives does the host.
+    if let Err(failure) = crate::probe::probe(&copy, sha256) {
+        return Err(err(LoadErrorKind::ProbeFailed {
+            reason: failure.to_string(),
+        }));
+    }
     let header = lib_header_from_path(&copy).map_err(|e| err(classify(e)));
     drop(dir);
     header.map(|h| (h, copy))

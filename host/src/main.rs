@@ -14,5 +14,11 @@ mod cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // A child started to probe a plugin file maps it and answers, nothing else.
+    if let Some(code) = plugbus_host::probe::main_if_probe() {
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(3));
+    }
+    // Every plugin file this process has not seen is first mapped in such a child.
+    plugbus_host::probe::enable_current_exe(std::time::Duration::from_secs(5));
     cli::main()
 }

@@ -1,0 +1,136 @@
+//! The admission probe through the real binary: plugin files whose loading crashes, exits or
+//! hangs are mapped first in a child process, so the host names the file and the reason and
+//! goes on. A C library with a misbehaving constructor stands in for a damaged or hostile
+//! file; the test skips where there is no C compiler.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+fn plugbus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plugbus"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A plugin folder holding one C library whose constructor runs `body`; `None` without `cc`.
+fn folder_with(body: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = root.path().join("bad.c");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdlib.h>\n#include <unistd.h>\n\
+             __attribute__((constructor)) static void bad(void) {{ {body} }}\n"
+        ),
+    )
+    .unwrap();
+    let lib = dir.join("libbad.so");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .ok()?;
+    if !built.success() {
+        return None;
+    }
+    std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Some((root, lib))
+}
+
+fn dir_of(lib: &Path) -> String {
+    lib.parent().unwrap().display().to_string()
+}
+
+#[test]
+fn a_library_that_segfaults_while_loading_is_named_and_the_host_goes_on() {
+    let Some((_root, lib)) = folder_with("volatile int *p = 0; *p = 1;") else {
+        eprintln!("skipped: no C compiler");
+        return;
+    };
+    let listed = plugbus(&["plugins", "list", &dir_of(&lib)]);
+    let out = text(&listed);
+    assert!(
+        listed.status.code().is_some(),
+        "the host itself died: {out}"
+    );
+    assert!(
+        out.contains("crashed while probing: killed by SIGSEGV"),
+        "{out}"
+    );
+    assert!(out.contains("libbad.so"), "{out}");
+
+    let inspected = plugbus(&["plugins", "inspect", lib.to_str().unwrap()]);
+    let out = text(&inspected);
+    assert!(
+        inspected.status.code().is_some(),
+        "the host itself died: {out}"
+    );
+    assert!(
+        out.contains("crashed while probing: killed by SIGSEGV"),
+        "{out}"
+    );
+
+    // A whole run: the file is refused, the run completes with its account, exit 1.
+    let run = plugbus(&["run", "-p", &dir_of(&lib), "--events", "/dev/null"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(out.contains("crashed while probing"), "{out}");
+    assert!(out.contains("Account:"), "{out}");
+}
+
+#[test]
+fn a_library_that_exits_or_aborts_while_loading_is_named() {
+    for (body, how) in [
+        ("_exit(42);", "exit status 42"),
+        ("abort();", "killed by SIGABRT"),
+    ] {
+        let Some((_root, lib)) = folder_with(body) else {
+            eprintln!("skipped: no C compiler");
+            return;
+        };
+        let listed = plugbus(&["plugins", "list", &dir_of(&lib)]);
+        let out = text(&listed);
+        assert!(listed.status.code().is_some(), "{out}");
+        assert!(
+            out.contains(&format!("crashed while probing: {how}")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_library_that_hangs_while_loading_is_killed_after_the_time_limit() {
+    let Some((_root, lib)) = folder_with("sleep(600);") else {
+        eprintln!("skipped: no C compiler");
+        return;
+    };
+    let started = Instant::now();
+    let listed = plugbus(&["plugins", "list", &dir_of(&lib)]);
+    let out = text(&listed);
+    assert!(
+        out.contains("probe did not answer within 5s: killed"),
+        "{out}"
+    );
+    // A hang guard, not a timing assertion: the host did not wait for the 600 s sleep.
+    assert!(started.elapsed().as_secs() < 120, "{out}");
+}
