@@ -442,6 +442,13 @@ pub enum LoadErrorKind {
         /// Why they are incompatible.
         detail: String,
     },
+    /// The plugin is disabled in the configuration (`enabled = false`): the probe learnt its
+    /// name, and the host never mapped it. Not a failure: reported as disabled.
+    #[error("plugin '{name}' is disabled in the configuration: not loaded")]
+    Disabled {
+        /// The declared name.
+        name: String,
+    },
     /// The admission probe (the file mapped first in a child process) did not vouch for the
     /// file: mapping it crashed, hung or could not be tried. The host never maps it.
     #[error("{reason}; the file was not loaded into the host")]
@@ -499,6 +506,21 @@ pub enum LoadErrorKind {
         /// The file the loaded one came from.
         existing: PathBuf,
     },
+    /// Several files found in one load declare the same unpinned name: none is loaded, since
+    /// which one is genuine cannot be told (file order must never decide: a plugin sorted first
+    /// could otherwise displace the real one and take its configuration). Pin the genuine one
+    /// with `sha256` in its `[plugin.NAME]` table.
+    #[error(
+        "duplicate plugin name '{name}', declared by {}: none of them is loaded; pin the \
+         genuine one with sha256 in [plugin.{name}]",
+        files.iter().map(|f| format!("'{}'", f.display())).collect::<Vec<_>>().join(" and ")
+    )]
+    AmbiguousName {
+        /// The name they all declare.
+        name: String,
+        /// Every file that declares it.
+        files: Vec<PathBuf>,
+    },
     /// The plugin's dispatch thread could not be started, or ended before answering.
     #[error("plugin thread of '{name}' failed: {reason}")]
     ThreadFailed {
@@ -527,7 +549,8 @@ impl LoadErrorKind {
             | LoadErrorKind::Subscriptions { name, .. }
             | LoadErrorKind::DuplicateName { name, .. }
             | LoadErrorKind::ThreadFailed { name, .. }
-            | LoadErrorKind::ConstructorTimedOut { name, .. } => Some(name),
+            | LoadErrorKind::ConstructorTimedOut { name, .. }
+            | LoadErrorKind::AmbiguousName { name, .. } => Some(name),
             // A pin by plugin name is checked once the name is known: the table was matched.
             LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch { pin, .. }) => Some(pin),
             _ => None,

@@ -253,6 +253,20 @@ pub fn open_library(
     bytes: &[u8],
     sha256: &str,
 ) -> Result<(&'static LibHeader, PathBuf), LoadError> {
+    open_library_unless(path, bytes, sha256, &|_| false)
+}
+
+/// [`open_library`], except that a plugin whose name (as the probe reports it) `skip` says
+/// is not wanted is never mapped in the host: [`LoadErrorKind::Disabled`].
+///
+/// # Errors
+/// As [`open_library`], and [`LoadErrorKind::Disabled`].
+pub fn open_library_unless(
+    path: &Path,
+    bytes: &[u8],
+    sha256: &str,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<(&'static LibHeader, PathBuf), LoadError> {
     let err = |kind| LoadError::new(path, kind);
     match examine(bytes) {
         Shape::Library => {}
@@ -278,10 +292,16 @@ pub fn open_library(
     // Mapping a library runs its initializers, and a damaged one can crash the dynamic loader:
     // a child maps these exact bytes first (when the probe is enabled), and only if it
     // survives does the host.
-    if let Err(failure) = crate::probe::probe(&copy, sha256) {
-        return Err(err(LoadErrorKind::ProbeFailed {
-            reason: failure.to_string(),
-        }));
+    match crate::probe::probe(&copy, sha256) {
+        Err(failure) => {
+            return Err(err(LoadErrorKind::ProbeFailed {
+                reason: failure.to_string(),
+            }))
+        }
+        Ok(Some(report)) if skip(&report.name) => {
+            return Err(err(LoadErrorKind::Disabled { name: report.name }));
+        }
+        Ok(_) => {}
     }
     let header = lib_header_from_path(&copy).map_err(|e| err(classify(e)));
     drop(dir);
@@ -391,6 +411,19 @@ pub fn load_library(policy: &TrustPolicy, path: &Path) -> Result<Library, LoadEr
 /// # Errors
 /// The first phase that fails.
 pub fn load_trusted(policy: &TrustPolicy, trusted: &TrustedFile) -> Result<Library, LoadError> {
+    load_trusted_unless(policy, trusted, &|_| false)
+}
+
+/// [`load_trusted`], never mapping in the host a plugin whose declared name `skip` refuses
+/// (known from the probe, when it is enabled; see [`open_library_unless`]).
+///
+/// # Errors
+/// The first phase that fails, or [`LoadErrorKind::Disabled`].
+pub fn load_trusted_unless(
+    policy: &TrustPolicy,
+    trusted: &TrustedFile,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<Library, LoadError> {
     let path = trusted.requested_path();
     let untrusted =
         |e: crate::error::TrustError| LoadError::new(path, LoadErrorKind::Untrusted(e.kind));
@@ -404,7 +437,7 @@ pub fn load_trusted(policy: &TrustPolicy, trusted: &TrustedFile) -> Result<Libra
             policy.check_pin("", trusted).map_err(untrusted)?;
         }
     }
-    let (header, mapped) = open_library(path, &bytes, &sha256)?;
+    let (header, mapped) = open_library_unless(path, &bytes, &sha256, skip)?;
     drop(bytes);
     let module = init_root_module(path, header)?;
     let meta = check_interface(path, &module, Some((policy, trusted)))?;

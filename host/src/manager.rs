@@ -282,6 +282,22 @@ impl LoadReport {
     }
 }
 
+/// Names declared by more than one of `libraries`, with the files declaring them, in order.
+fn ambiguous_names(libraries: &[Library]) -> Vec<(String, Vec<PathBuf>)> {
+    let mut out: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for library in libraries {
+        let name = &library.meta.name;
+        if libraries.iter().filter(|l| &l.meta.name == name).count() < 2 {
+            continue;
+        }
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, files)) => files.push(library.path.clone()),
+            None => out.push((name.clone(), vec![library.path.clone()])),
+        }
+    }
+    out
+}
+
 /// Config tables (`[plugin.NAME]`) that name no plugin found by this load, as errors that list
 /// the plugins found.
 fn unmatched_tables(config: &Config, report: &LoadReport) -> Vec<ManagerError> {
@@ -526,6 +542,7 @@ impl PluginManager {
     pub async fn load_all(&self) -> LoadReport {
         let _ops = self.inner.ops.lock().await;
         let mut report = LoadReport::default();
+        let mut libraries: Vec<Library> = Vec::new();
         for found in self.inner.policy.discover() {
             let trusted = match found {
                 Ok(trusted) => trusted,
@@ -536,7 +553,38 @@ impl PluginManager {
                     continue;
                 }
             };
-            match self.load_trusted_locked(&trusted).await {
+            match self.open_trusted(&trusted) {
+                Ok(library) => libraries.push(library),
+                Err(LoadError {
+                    path,
+                    kind: LoadErrorKind::Disabled { name },
+                    ..
+                }) => {
+                    tracing::info!(plugin = %name, path = %path.display(), "plugin disabled in the configuration: not mapped");
+                    report.disabled.push((name, path));
+                }
+                Err(err) => {
+                    self.report_load_error(&err).await;
+                    report.errors.push(err.into());
+                }
+            }
+        }
+        // Names are settled before anything is constructed: unpinned files declaring one name
+        // are all refused (a pinned name's impostors already failed their pin).
+        for (name, files) in ambiguous_names(&libraries) {
+            let err = LoadError::new(
+                &files[0],
+                LoadErrorKind::AmbiguousName {
+                    name: name.clone(),
+                    files: files.clone(),
+                },
+            );
+            tracing::error!("{err}");
+            report.errors.push(err.into());
+            libraries.retain(|l| l.meta.name != name);
+        }
+        for library in libraries {
+            match self.install_locked(library).await {
                 Ok(Loaded::Ready(name)) => report.loaded.push(name),
                 Ok(Loaded::Disabled(name, path)) => report.disabled.push((name, path)),
                 Err(err) => report.errors.push(err),
@@ -724,6 +772,11 @@ impl PluginManager {
     async fn load_trusted_locked(&self, trusted: &TrustedFile) -> Result<Loaded, ManagerError> {
         let library = match self.open_trusted(trusted) {
             Ok(library) => library,
+            Err(LoadError {
+                path,
+                kind: LoadErrorKind::Disabled { name },
+                ..
+            }) => return Ok(Loaded::Disabled(name, path)),
             Err(err) => {
                 self.report_load_error(&err).await;
                 return Err(err.into());
@@ -734,7 +787,10 @@ impl PluginManager {
 
     /// Maps a trusted file from a private copy of its bytes.
     fn open_trusted(&self, trusted: &TrustedFile) -> Result<Library, LoadError> {
-        loader::load_trusted(&self.inner.policy, trusted)
+        let config = &self.inner.config;
+        loader::load_trusted_unless(&self.inner.policy, trusted, &|name| {
+            !config.is_enabled(name)
+        })
     }
 
     /// Duplicate check, config check, construction on the plugin's new thread.

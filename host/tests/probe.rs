@@ -134,3 +134,23 @@ fn a_library_that_hangs_while_loading_is_killed_after_the_time_limit() {
     // A hang guard, not a timing assertion: the host did not wait for the 600 s sleep.
     assert!(started.elapsed().as_secs() < 120, "{out}");
 }
+
+#[test]
+fn inspect_applies_the_trust_checks_and_words_a_permissions_problem_as_a_refusal() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.join("libopen.so");
+    std::fs::write(&file, b"\x7fELF not really").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = plugbus(&["plugins", "inspect", file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("status:      refused by trust policy"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("writable by group or others"), "{stdout}");
+    assert!(!stdout.contains("incompatible"), "{stdout}");
+}

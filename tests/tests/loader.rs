@@ -109,28 +109,57 @@ async fn every_broken_file_gets_its_own_error_and_the_rest_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_plugin_with_the_same_name_is_refused() {
+async fn two_unpinned_files_declaring_one_name_are_both_refused_and_a_pin_decides() {
     let dir = PluginDir::new();
     let first = dir.add_as(crates::FAILER, "libfailer_a.so");
     let second = dir.add_as(crates::FAILER, "libfailer_b.so");
     let bus = Bus::builder().build().unwrap();
     let manager = PluginManager::new(bus.clone(), dir.config(""));
     let report = manager.load_all().await;
-    assert_eq!(report.started, ["fixture-failer"]);
+    // File order never decides: neither is loaded, and the error names both.
+    assert!(report.started.is_empty(), "{:?}", report.started);
     let errors = load_errors(&report);
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].path, second);
+    assert_eq!(errors.len(), 1, "{errors:?}");
     match &errors[0].kind {
-        LoadErrorKind::DuplicateName { name, existing } => {
+        LoadErrorKind::AmbiguousName { name, files } => {
             assert_eq!(name, "fixture-failer");
-            assert_eq!(existing, &first);
+            assert_eq!(files, &[first.clone(), second.clone()]);
         }
         other => panic!("{other:?}"),
     }
-    assert!(errors[0]
-        .to_string()
-        .contains("duplicate plugin name 'fixture-failer': already loaded from"));
-    // Loading the same file again explicitly is a duplicate too.
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("none of them is loaded") && text.contains("libfailer_b.so"),
+        "{text}"
+    );
+    manager.shutdown().await;
+
+    // Pinned by name: the impostor (other bytes, same name) fails its pin, the genuine loads.
+    let mut impostor = std::fs::read(&first).unwrap();
+    impostor.extend_from_slice(b"impostor");
+    std::fs::write(&second, &impostor).unwrap();
+    let pin = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(std::fs::read(&first).unwrap()))
+    };
+    let manager = PluginManager::new(
+        bus.clone(),
+        dir.config(&format!("[plugin.fixture-failer]\nsha256 = \"{pin}\"\n")),
+    );
+    let report = manager.load_all().await;
+    assert_eq!(report.started, ["fixture-failer"]);
+    let errors = load_errors(&report);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, second);
+    assert!(
+        matches!(
+            &errors[0].kind,
+            LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch { .. })
+        ),
+        "{}",
+        errors[0]
+    );
+    // Loading the genuine file again while it runs is a duplicate.
     let err = manager.load(&first).await.unwrap_err();
     assert!(
         matches!(&err, ManagerError::Load(e) if matches!(e.kind, LoadErrorKind::DuplicateName { .. })),

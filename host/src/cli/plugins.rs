@@ -3,7 +3,7 @@
 use super::{session, Finish};
 use clap::Subcommand;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use plugbus_host::{Inspection, TrustPolicy};
+use plugbus_host::{Inspection, LoadErrorKind, TrustPolicy};
 use plugbus_plugin_api::abi::ABI_VERSION;
 use std::path::{Path, PathBuf};
 
@@ -21,16 +21,32 @@ pub(crate) enum PluginsCommand {
         /// The `.so` file.
         #[arg(value_name = "PATH")]
         path: PathBuf,
-        /// Also apply the trust checks (directory, permissions, symlinks, pins) of the config.
+        /// Skip the trust checks (owner and permissions up to `/`, pins of the config), which
+        /// are made by default, with the file's own folder as its plugin directory.
         #[arg(long)]
+        no_trust: bool,
+        /// Accepted for compatibility: the trust checks are made by default.
+        #[arg(long, hide = true)]
         trust: bool,
     },
 }
 
+/// One word for what happened to a file, then why: a permissions problem is a refusal by the
+/// trust policy, a file that crashed the probe is refused, and only an interface or format
+/// problem is "incompatible".
 fn verdict(i: &Inspection) -> String {
     match &i.result {
         Ok(()) => "compatible".into(),
-        Err(e) => format!("incompatible: {}", e.kind),
+        Err(e) => format!("{}: {}", status_word(&e.kind), e.kind),
+    }
+}
+
+fn status_word(kind: &LoadErrorKind) -> &'static str {
+    match kind {
+        LoadErrorKind::Untrusted(_) => "refused by trust policy",
+        LoadErrorKind::ProbeFailed { .. } => "refused",
+        LoadErrorKind::Disabled { .. } => "disabled",
+        _ => "incompatible",
     }
 }
 
@@ -86,11 +102,15 @@ pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Res
                 Finish::Clean
             })
         }
-        PluginsCommand::Inspect { path, trust } => {
-            let i = if trust {
-                plugbus_host::inspect_with_policy(&TrustPolicy::from_config(&config), &path)
-            } else {
+        PluginsCommand::Inspect { path, no_trust, .. } => {
+            let i = if no_trust {
                 plugbus_host::inspect(&path)
+            } else {
+                let mut policy = TrustPolicy::from_config(&config);
+                if let Some(dir) = path.parent().and_then(|d| std::fs::canonicalize(d).ok()) {
+                    policy.directories.push(dir);
+                }
+                plugbus_host::inspect_with_policy(&policy, &path)
             };
             println!("file:        {}", i.path.display());
             println!("sha256:      {}", i.sha256.as_deref().unwrap_or("-"));
@@ -109,7 +129,7 @@ pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Res
                     Ok(Finish::Clean)
                 }
                 Err(e) => {
-                    println!("status:      incompatible");
+                    println!("status:      {}", status_word(&e.kind));
                     println!("reason:      {e}");
                     Ok(Finish::WithErrors)
                 }
