@@ -43,6 +43,7 @@ use plugbus_plugin_api::{
 };
 
 use crate::error::{LoadError, LoadErrorKind};
+use crate::probe::ProbeReport;
 use crate::trust::{TrustPolicy, TrustedFile, MAX_PLUGIN_BYTES};
 
 /// What a plugin library says about itself, read without constructing it.
@@ -298,6 +299,11 @@ pub fn open_library_unless(
                 reason: failure.to_string(),
             }))
         }
+        // It failed cleanly in the child: not mapped here either.
+        Ok(Some(ProbeReport {
+            error: Some(failed),
+            ..
+        })) => return Err(err(failed.into_kind())),
         Ok(Some(report)) if skip(&report.name) => {
             return Err(err(LoadErrorKind::Disabled { name: report.name }));
         }
@@ -482,7 +488,7 @@ pub fn construct(
 }
 
 /// Maps abi_stable's error onto our kinds.
-fn classify(err: LibraryError) -> LoadErrorKind {
+pub(crate) fn classify(err: LibraryError) -> LoadErrorKind {
     match err {
         LibraryError::OpenError { err, .. } => LoadErrorKind::Corrupt {
             detail: err.to_string(),

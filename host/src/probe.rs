@@ -47,9 +47,51 @@ pub struct ProbeReport {
     pub abi: (u32, u32),
     /// Built with `panic = "unwind"`.
     pub unwind: bool,
-    /// The first load step that failed in the child, if one did (the file mapped without
-    /// crashing, but will not load: the host finds and words the error itself).
-    pub error: Option<String>,
+    /// The load step that failed in the child, if one did: the file did not crash the child,
+    /// but will not load, and the host does not map it either (a damaged file that failed
+    /// cleanly in the child may still crash a process with another layout).
+    pub error: Option<ProbeError>,
+}
+
+/// A load failure seen in the child, in a form the host turns back into its
+/// [`LoadErrorKind`](crate::LoadErrorKind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeError {
+    /// Which step: `open`, `symbol`, `layout`, `root_module` or `version`.
+    pub step: String,
+    /// What the dynamic loader or abi_stable said (its first 20 lines).
+    pub detail: String,
+}
+
+impl ProbeError {
+    pub(crate) fn into_kind(self) -> crate::LoadErrorKind {
+        use crate::LoadErrorKind as K;
+        let detail = self.detail;
+        match self.step.as_str() {
+            "open" => K::Corrupt { detail },
+            "symbol" => K::NoRootModule { detail },
+            "layout" => K::AbiLayout { detail },
+            "root_module" => K::RootModuleInit { detail },
+            _ => K::AbiVersion { detail },
+        }
+    }
+
+    fn from_kind(kind: crate::LoadErrorKind) -> ProbeError {
+        use crate::LoadErrorKind as K;
+        let (step, detail) = match kind {
+            K::Corrupt { detail } => ("open", detail),
+            K::NoRootModule { detail } => ("symbol", detail),
+            K::AbiLayout { detail } => ("layout", detail),
+            K::RootModuleInit { detail } => ("root_module", detail),
+            K::AbiVersion { detail } => ("version", detail),
+            other => ("version", other.to_string()),
+        };
+        let detail = detail.lines().take(20).collect::<Vec<_>>().join("\n");
+        ProbeError {
+            step: step.to_owned(),
+            detail,
+        }
+    }
 }
 
 /// Why a probe did not vouch for a file.
@@ -229,17 +271,6 @@ pub fn main_if_probe() -> Option<i32> {
     }
 }
 
-/// The first line of an error, at most 500 characters (abi_stable's layout reports run to
-/// hundreds of lines; the host reproduces the full error itself when it loads the file).
-fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(500)
-        .collect()
-}
-
 /// In the child: map the file and read what the host would check. The answer only says that
 /// mapping it did not crash and what it declares; the host, which then maps the same bytes,
 /// makes every check itself and words every error.
@@ -254,14 +285,14 @@ fn serve(path: &Path) -> ProbeReport {
     let header = match abi_stable::library::lib_header_from_path(path) {
         Ok(header) => header,
         Err(e) => {
-            report.error = Some(first_line(&e.to_string()));
+            report.error = Some(ProbeError::from_kind(crate::loader::classify(e)));
             return report;
         }
     };
     let module = match header.init_root_module::<plugbus_plugin_api::PluginMod_Ref>() {
         Ok(module) => module,
         Err(e) => {
-            report.error = Some(first_line(&e.to_string()));
+            report.error = Some(ProbeError::from_kind(crate::loader::classify(e)));
             return report;
         }
     };

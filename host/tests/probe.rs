@@ -154,3 +154,46 @@ fn inspect_applies_the_trust_checks_and_words_a_permissions_problem_as_a_refusal
     assert!(stdout.contains("writable by group or others"), "{stdout}");
     assert!(!stdout.contains("incompatible"), "{stdout}");
 }
+
+#[test]
+fn a_sweep_of_truncated_and_bit_flipped_libraries_never_takes_the_host_down() {
+    let Some((root, lib)) = folder_with("") else {
+        eprintln!("skipped: no C compiler");
+        return;
+    };
+    let bytes = std::fs::read(&lib).unwrap();
+    std::fs::remove_file(&lib).unwrap();
+    let dir = lib.parent().unwrap().to_path_buf();
+    let mut n = 0usize;
+    let mut write = |mutant: &[u8]| {
+        n += 1;
+        let path = dir.join(format!("libm{n:04}.so"));
+        std::fs::write(&path, mutant).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    // Truncated at every 4 KiB.
+    for cut in (0..bytes.len()).step_by(4096).skip(1) {
+        write(&bytes[..cut]);
+    }
+    // One bit flipped in every byte of the ELF header and of the program header table.
+    let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().unwrap()) as usize;
+    let phsize = usize::from(u16::from_le_bytes([bytes[0x36], bytes[0x37]]))
+        * usize::from(u16::from_le_bytes([bytes[0x38], bytes[0x39]]));
+    for at in (0..64).chain(phoff..(phoff + phsize).min(bytes.len())) {
+        for bit in [0u8, 3, 7] {
+            let mut mutant = bytes.clone();
+            mutant[at] ^= 1 << bit;
+            write(&mutant);
+        }
+    }
+    let listed = plugbus(&["plugins", "list", dir.to_str().unwrap()]);
+    let out = text(&listed);
+    assert!(
+        listed.status.code().is_some(),
+        "the host died of a signal after {n} mutants: {out}"
+    );
+    // Every mutant got a verdict of its own.
+    let rows = out.lines().filter(|l| l.contains("libm")).count();
+    assert_eq!(rows, n, "{out}");
+    drop(root);
+}
