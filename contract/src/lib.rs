@@ -11,10 +11,12 @@
 //! - [`Pattern`]: subscription patterns such as `user.*` or `*`.
 //! - [`keys`]: well-known metadata keys (correlation, causation, request ids).
 //! - [`TypedEvent`] and the standard payload structs in [`payload`].
+//! - [`audit`]: the audit log's line limit, shared by the audit logger and its verifier.
 //!
 //! Changing anything here is a change of the plugin ABI's meaning: add, never rename.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod audit;
 mod category;
 mod name;
 mod pattern;

@@ -29,8 +29,13 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{VerifyError, VerifyErrorKind};
 
-/// The longest line the verifier accepts: 16 MiB.
-pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// The longest line the verifier accepts, not counting its `\n`: 16 MiB.
+///
+/// This is the audit log format's one line limit,
+/// [`MAX_RECORD_BYTES`](plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES), which the
+/// audit-logger plugin also obeys when writing: the writer never produces a line this verifier
+/// refuses, so a genuine log is never called broken for its size.
+pub const MAX_LINE_BYTES: usize = plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES;
 
 /// `prev_hash` of the first record ever: 64 zeros.
 pub const GENESIS_PREV_HASH: &str =
@@ -565,6 +570,36 @@ mod tests {
         lines[0].replace_range(hash_start.., &upper);
         let err = verify_file(&write(dir.path(), "e", &lines)).unwrap_err();
         assert!(matches!(err.kind, VerifyErrorKind::MissingHash), "{err}");
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_shared_limit_verifies_and_one_byte_more_does_not() {
+        assert_eq!(
+            MAX_LINE_BYTES,
+            plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let padded = |n: usize| Writer::new().line(json!({ "p": "y".repeat(n) }));
+        // The limit does not count the `\n`: the writer's lines end exactly at it.
+        let base = padded(0).len() - 1;
+        let fits = padded(MAX_LINE_BYTES - base);
+        assert_eq!(fits.len(), MAX_LINE_BYTES + 1);
+        let path = write(dir.path(), "fits", &[fits]);
+        assert_eq!(verify_file(&path).unwrap().records, 1);
+
+        let over = padded(MAX_LINE_BYTES - base + 1);
+        let path = write(dir.path(), "over", &[over]);
+        let err = verify_file(&path).unwrap_err();
+        assert_eq!(err.line, Some(1));
+        assert!(
+            matches!(
+                err.kind,
+                VerifyErrorKind::LineTooLong {
+                    limit: MAX_LINE_BYTES
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

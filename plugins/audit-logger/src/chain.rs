@@ -1,5 +1,6 @@
 //! The hash-chained file: appending, resuming, rotating, and verifying.
 
+use plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -10,6 +11,12 @@ use std::path::{Path, PathBuf};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 const HASH_PREFIX: &str = ",\"hash\":\"";
+
+/// How much longer the line is than its body `B`: `,"hash":"<64 hex>"}` replaces the final `}`.
+const SEAL_OVERHEAD: usize = HASH_PREFIX.len() + 64 + 2 - 1;
+
+/// The longest body whose line fits in [`MAX_RECORD_BYTES`].
+pub(crate) const MAX_BODY_BYTES: usize = MAX_RECORD_BYTES - SEAL_OVERHEAD;
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -95,7 +102,9 @@ fn body_fields(body: &str) -> Result<(u64, String), String> {
 
 /// Verifies one audit file: every record's hash matches its body, `seq` grows by one and each
 /// `prev_hash` is the previous record's hash. The first record may continue a chain from a
-/// rotated file (any `prev_hash`), unless its `seq` is 1, which needs the all-zero hash.
+/// rotated file (any `prev_hash`), unless its `seq` is 1, which needs the all-zero hash. A line
+/// longer than [`MAX_RECORD_BYTES`] (without its `\n`) is an error, as in the host's verifier,
+/// and is never read whole.
 ///
 /// # Errors
 /// A [`ChainError`] naming the first bad line and the reason.
@@ -107,13 +116,29 @@ pub fn verify_chain(path: impl AsRef<Path>) -> Result<u64, ChainError> {
         reason,
     };
     let file = File::open(path).map_err(|e| err(0, format!("cannot open: {e}")))?;
+    let mut reader = BufReader::new(file);
     let mut last: Option<(u64, String)> = None;
     let mut records = 0u64;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let n = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
-        let line = line.map_err(|e| err(n, format!("cannot read: {e}")))?;
+    let mut buffer = Vec::new();
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        buffer.clear();
+        let read = (&mut reader)
+            .take(u64::try_from(MAX_RECORD_BYTES).unwrap_or(u64::MAX) + 1)
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| err(n, format!("cannot read: {e}")))?;
+        if read == 0 {
+            break;
+        }
+        if buffer.last() == Some(&b'\n') {
+            buffer.pop();
+        } else if buffer.len() > MAX_RECORD_BYTES {
+            return Err(err(n, format!("line longer than {MAX_RECORD_BYTES} bytes")));
+        }
+        let line = std::str::from_utf8(&buffer).map_err(|e| err(n, format!("not UTF-8: {e}")))?;
         let (body, hash) =
-            unseal(&line).ok_or_else(|| err(n, "line does not end with a hash".into()))?;
+            unseal(line).ok_or_else(|| err(n, "line does not end with a hash".into()))?;
         let actual = sha256_hex(body.as_bytes());
         if actual != hash {
             return Err(err(
@@ -185,6 +210,9 @@ fn last_line(file: &mut File, path: &Path) -> io::Result<Option<String>> {
     let mut tail: Vec<u8> = Vec::new();
     let mut pos = len;
     let chunk = 64 * 1024;
+    // Our last line, its `\n`, and a torn write after it are each at most this long; a file
+    // with more than that after its second-to-last `\n` was not written by this plugin.
+    let most = 2 * (MAX_RECORD_BYTES + 1) + 64 * 1024;
     loop {
         let start = pos.saturating_sub(chunk);
         let mut buf = vec![0u8; usize::try_from(pos - start).unwrap_or(0)];
@@ -196,6 +224,12 @@ fn last_line(file: &mut File, path: &Path) -> io::Result<Option<String>> {
         let newlines = tail.iter().filter(|b| **b == b'\n').count();
         if pos == 0 || newlines >= 2 {
             break;
+        }
+        if tail.len() > most {
+            return Err(invalid(
+                path,
+                format!("last line is longer than {MAX_RECORD_BYTES} bytes"),
+            ));
         }
     }
     // `tail` covers [pos, len).
@@ -286,9 +320,22 @@ impl ChainWriter {
 
     /// Appends a record whose body `build(seq, prev_hash)` returns. On error nothing is
     /// recorded: a partial write is cut off again, and `seq`/`prev_hash` do not advance.
+    ///
+    /// A line longer than [`MAX_RECORD_BYTES`] is refused (`InvalidInput`) rather than written:
+    /// the verifier would call the log broken there. Callers build bodies of at most
+    /// [`MAX_BODY_BYTES`], so this is the last guard, not the way size is handled.
     pub(crate) fn append(&mut self, build: impl FnOnce(u64, &str) -> String) -> io::Result<u64> {
         let seq = self.seq + 1;
         let body = build(seq, &self.prev_hash);
+        if body.len() > MAX_BODY_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "record of {} bytes is longer than the limit of {MAX_RECORD_BYTES}",
+                    body.len() + SEAL_OVERHEAD
+                ),
+            ));
+        }
         let (line, hash) = seal(&body);
         let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
         if self.max_bytes > 0 && self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
@@ -369,6 +416,8 @@ mod tests {
         let (b, h) = unseal(line.trim_end_matches('\n')).unwrap();
         assert_eq!((b.as_str(), h), (body, hash.as_str()));
         assert!(unseal(r#"{"seq":1}"#).is_none());
+        // The overhead the limit accounts for is what seal adds.
+        assert_eq!(line.len() - 1, body.len() + SEAL_OVERHEAD);
     }
 
     #[test]

@@ -11,14 +11,48 @@
 //! `seq` (1, 2, ... across restarts and rotations), `ts` (the event's timestamp, RFC 3339 UTC
 //! with nanoseconds), `event_id` (hyphenated UUID), `event_type`, `category`, `source`,
 //! `correlation_id` and `causation_id` (only when present), `metadata` (the other metadata
-//! entries, only when there are some), `data` (the payload, with secret fields redacted at any
-//! depth) and `prev_hash` (the previous record's `hash`, or 64 `0`s for the first record ever).
-//! The line written is `B` with its final `}` replaced by `,"hash":"<lowercase hex SHA-256 of
-//! B>"}`, then `\n`.
+//! entries, only when there are some), the payload (exactly one of the three fields below) and
+//! `prev_hash` (the previous record's `hash`, or 64 `0`s for the first record ever). The line
+//! written is `B` with its final `}` replaced by `,"hash":"<lowercase hex SHA-256 of B>"}`, then
+//! `\n`.
 //!
-//! Redaction replaces the value of every key equal, ignoring ASCII case, to one of the `redact`
-//! keys by `"[REDACTED]"`, in `data` and in `metadata`. A payload that is not JSON is recorded as
-//! `{"invalid_json_bytes":N}`.
+//! ## The payload, as it came
+//!
+//! - `data`: the payload's JSON text itself. Every token (each string with its escapes, each
+//!   number with all its digits, `1.10` as `1.10`, keys in their order, duplicates included) is
+//!   copied byte for byte; only whitespace between tokens is dropped, so the record is one
+//!   compact line. Nothing is parsed into numbers or rebuilt, so nothing is rounded.
+//! - `data_text`: the same compact text as a JSON *string*, when the payload is valid JSON that
+//!   common readers refuse: nesting deeper than 64 levels, a number of magnitude 1e301 or more
+//!   (beyond `f64`), or a `\u` escape that is half a surrogate pair. Inline, such a record would
+//!   make `plugbus audit verify`, `jq` or a log shipper reject a genuine log; as a string it is
+//!   still exact (decode the string to get the text back) and any reader can load it. Deep
+//!   payloads are scanned without recursion, so no depth crashes the plugin.
+//! - `data_invalid`: `{"bytes":N,"offset":K,"error":"..."}` when the payload is not JSON
+//!   (RFC 8259) or not UTF-8: its size, where the first error is, and a fixed description of
+//!   it. The bytes themselves are not recorded: keys cannot be found in them, so secrets in them
+//!   could not be redacted.
+//!
+//! ## Redaction
+//!
+//! The value of every key matching one of the `redact` patterns is replaced by `"[REDACTED]"`
+//! (whatever the value is: a string, a number, a whole object or array), at any depth of the
+//! payload, inside arrays too, and for metadata entries (including `correlation_id` and
+//! `causation_id`). A pattern is a key with optional `*` wildcards (`*` matches any run of
+//! characters); matching ignores ASCII case and treats `-` and `_` alike, so `*api_key*`
+//! matches `X-Api-Key`. Keys written with escapes (`"pass\u0077ord"`) are matched by what they
+//! decode to. The defaults ([`DEFAULT_REDACT`]) are `*password*`, `*passwd*`, `pwd`,
+//! `*secret*`, `*token*`, `*api_key*`, `*apikey*`, `*api-key*`, `authorization`, `cookie`,
+//! `*private_key*` and `*privatekey*`.
+//!
+//! ## Size
+//!
+//! No line is longer than [`MAX_RECORD_BYTES`] (16 MiB, not counting the `\n`), the limit the
+//! host's verifier enforces too. An event whose record would be longer is recorded, in its place
+//! in the chain, by a short record with the header fields (`event_type` and `source` cut to
+//! 1 KiB) and, instead of metadata and payload, `"too_large":{"payload_bytes":P,
+//! "metadata_entries":N,"metadata_bytes":M,"limit":16777216}` (plus `"cut":true` if a header
+//! field was cut). So the log stays verifiable and the loss is visible.
 //!
 //! # Configuration
 //!
@@ -27,7 +61,8 @@
 //! | `path` | `plugbus-audit.jsonl` | the log file |
 //! | `include` | `[]` (all) | type patterns to record; empty = everything subscribed |
 //! | `exclude` | `[]` | type patterns not to record; wins over `include` |
-//! | `redact` | `password`, `token`, `secret`, `authorization` | keys whose values are redacted (replaces the defaults) |
+//! | `redact` | [`DEFAULT_REDACT`] | key patterns whose values are redacted; replaces the defaults |
+//! | `redact_extra` | `[]` | key patterns redacted in addition to `redact` (to extend the defaults) |
 //! | `fsync` | `never` | `always`, `every_n` (every `fsync_every` records) or `never`; the file is flushed after every record regardless |
 //! | `fsync_every` | 100 | records between fsyncs with `every_n` |
 //! | `max_bytes` | 0 (no rotation) | rotate when the file would grow past this size |
@@ -40,23 +75,25 @@
 
 mod chain;
 mod record;
+mod redact;
+mod scan;
 
 pub use chain::{sha256_hex, verify_chain, ChainError, GENESIS_HASH};
+pub use plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES;
 pub use record::REDACTED;
+pub use redact::DEFAULT_REDACT;
 
-use chain::{ChainWriter, FsyncPolicy};
+use chain::{ChainWriter, FsyncPolicy, MAX_BODY_BYTES};
 use plugbus_plugin_api::contract::{Category, Pattern};
 use plugbus_plugin_api::{
     export_plugin, parse_config, Event, HostHandle, Plugin, PluginError, Subscription,
 };
+use redact::Redactor;
 use serde::Deserialize;
 use std::path::PathBuf;
 
 /// The plugin's name.
 pub const NAME: &str = "audit-logger";
-
-/// The default keys whose values are redacted.
-pub const DEFAULT_REDACT: [&str; 4] = ["password", "token", "secret", "authorization"];
 
 /// `fsync` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -81,8 +118,10 @@ pub struct Config {
     pub include: Vec<String>,
     /// Type patterns not to record.
     pub exclude: Vec<String>,
-    /// Keys to redact.
+    /// Key patterns whose values are redacted (the defaults unless set).
     pub redact: Vec<String>,
+    /// Key patterns redacted in addition to [`Config::redact`].
+    pub redact_extra: Vec<String>,
     /// When to fsync.
     pub fsync: Fsync,
     /// Records between fsyncs with [`Fsync::EveryN`].
@@ -100,6 +139,7 @@ impl Default for Config {
             include: Vec::new(),
             exclude: Vec::new(),
             redact: DEFAULT_REDACT.iter().map(|s| (*s).to_owned()).collect(),
+            redact_extra: Vec::new(),
             fsync: Fsync::Never,
             fsync_every: 100,
             max_bytes: 0,
@@ -120,13 +160,29 @@ fn patterns(key: &str, list: &[String]) -> Result<Vec<Pattern>, PluginError> {
         .collect()
 }
 
+/// Compiles the redaction patterns; an invalid one is a config error naming its key.
+fn redactor(config: &Config) -> Result<Redactor, PluginError> {
+    let mut redactor = Redactor::default();
+    for (key, list) in [
+        ("redact", &config.redact),
+        ("redact_extra", &config.redact_extra),
+    ] {
+        redactor.add(list.iter().map(String::as_str)).map_err(|e| {
+            PluginError::config(format_args!(
+                "invalid configuration for plugin '{NAME}': key '{key}': {e}"
+            ))
+        })?;
+    }
+    Ok(redactor)
+}
+
 /// The audit logger plugin.
 #[derive(Debug)]
 pub struct AuditLogger {
     config: Config,
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
-    redact: Vec<String>,
+    redact: Redactor,
     sync: FsyncPolicy,
     writer: Option<ChainWriter>,
     recorded: u64,
@@ -187,11 +243,7 @@ impl Plugin for AuditLogger {
         };
         let include = patterns("include", &config.include)?;
         let exclude = patterns("exclude", &config.exclude)?;
-        let redact = config
-            .redact
-            .iter()
-            .map(|k| k.to_ascii_lowercase())
-            .collect();
+        let redact = redactor(&config)?;
         Ok(AuditLogger {
             config,
             include,
@@ -225,6 +277,7 @@ impl Plugin for AuditLogger {
             include = ?self.config.include,
             exclude = ?self.config.exclude,
             redact = ?self.config.redact,
+            redact_extra = ?self.config.redact_extra,
             "audit log open"
         );
         Ok(())
@@ -236,16 +289,34 @@ impl Plugin for AuditLogger {
             return Ok(());
         }
         let redact = std::mem::take(&mut self.redact);
+        let mut too_large = false;
         let result = self.writer().and_then(|w| {
-            w.append(|seq, prev| record::record_body(seq, event, &redact, prev))
-                .map_err(|e| {
-                    PluginError::retryable(format_args!("cannot append audit record: {e}"))
-                })
+            w.append(|seq, prev| {
+                record::record_body(seq, event, &redact, prev, MAX_BODY_BYTES).unwrap_or_else(
+                    |record::TooLarge| {
+                        too_large = true;
+                        record::too_large_body(seq, event, prev)
+                    },
+                )
+            })
+            .map_err(|e| PluginError::retryable(format_args!("cannot append audit record: {e}")))
         });
         self.redact = redact;
         let seq = result?;
         self.recorded += 1;
-        tracing::trace!(seq, event_type = event.event_type(), "recorded");
+        if too_large {
+            // Recorded, but only as a marker: say so where operators look.
+            tracing::warn!(
+                seq,
+                event_id = %event.id_string(),
+                event_type = event.event_type(),
+                payload_bytes = event.data_json().len(),
+                limit = MAX_RECORD_BYTES,
+                "event too large for the audit log; recorded as a too_large marker"
+            );
+        } else {
+            tracing::trace!(seq, event_type = event.event_type(), "recorded");
+        }
         Ok(())
     }
 
@@ -594,14 +665,18 @@ mod tests {
             ),
             0
         );
-        // Not JSON: recorded without its bytes.
+        // Not JSON: recorded without its bytes, under its own field (not `data`).
         deliver_ok(
             &mut p,
             &TestEvent::new("data.created", Category::Business, "password=x"),
         );
         let all = lines(&path);
         assert_eq!(all.len(), 3);
-        assert_eq!(field(&all[2], "data"), json!({"invalid_json_bytes": 10}));
+        assert_eq!(
+            field(&all[2], "data_invalid"),
+            json!({"bytes": 10, "offset": 0, "error": "expected a value"})
+        );
+        assert_eq!(field(&all[2], "data"), serde_json::Value::Null);
         assert!(!all[2].contains("password"));
     }
 
@@ -616,6 +691,11 @@ mod tests {
             (json!({"include": ["bad*pattern"]}), "include"),
             (json!({"exclude": "user.*"}), "exclude"),
             (json!({"path": ""}), "path"),
+            (json!({"redact": ["*token*", "pass?"]}), "redact"),
+            (json!({"redact": "password"}), "redact"),
+            (json!({"redact_extra": ["a**b"]}), "redact_extra"),
+            (json!({"redact_extra": [""]}), "redact_extra"),
+            (json!({"redact_extras": ["x"]}), "redact_extras"),
         ];
         for (config, key) in cases {
             let err = host.load::<AuditLogger>(config.clone()).unwrap_err();
@@ -627,7 +707,8 @@ mod tests {
         }
         let cfg: Config = parse_config(NAME, json!({})).unwrap();
         assert_eq!(cfg, Config::default());
-        assert_eq!(cfg.redact.len(), 4);
+        assert_eq!(cfg.redact.len(), DEFAULT_REDACT.len());
+        assert!(cfg.redact_extra.is_empty());
     }
 
     #[test]

@@ -1,131 +1,14 @@
-//! Building one audit record body: field order, timestamps, redaction, compact JSON.
+//! Building one audit record body: field order, timestamps, redaction, the payload's forms.
 
+use crate::redact::Redactor;
+use crate::scan::{self, ScanError};
+use plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES;
 use plugbus_plugin_api::contract::keys;
 use plugbus_plugin_api::Event;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 
 /// The value written in place of a redacted field.
 pub const REDACTED: &str = "[REDACTED]";
-
-/// A JSON value that keeps object keys in their original order (serde_json's `Value` sorts
-/// them unless a crate-wide feature is enabled, which would change every other crate too).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Json {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Json;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-            fn visit_none<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
-                Ok(Json::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-                Ok(Json::Number(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
-                Ok(Json::Number(v.into()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Json, E> {
-                serde_json::Number::from_f64(v)
-                    .map(Json::Number)
-                    .ok_or_else(|| E::custom("non-finite number"))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-                Ok(Json::String(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Json, E> {
-                Ok(Json::String(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Json::Array(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-                let mut entries = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, Json>()? {
-                    entries.push((k, v));
-                }
-                Ok(Json::Object(entries))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Json {
-    /// Replaces, at any depth, the value of every object key in `redact` (compared
-    /// case-insensitively; `redact` holds lowercase keys) by [`REDACTED`].
-    pub(crate) fn redact(&mut self, redact: &[String]) {
-        match self {
-            Json::Array(items) => items.iter_mut().for_each(|i| i.redact(redact)),
-            Json::Object(entries) => {
-                for (k, v) in entries.iter_mut() {
-                    if redact.iter().any(|r| r.eq_ignore_ascii_case(k)) {
-                        *v = Json::String(REDACTED.to_owned());
-                    } else {
-                        v.redact(redact);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Appends the compact JSON text of the value.
-    pub(crate) fn write_to(&self, out: &mut String) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Number(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Json::String(s) => push_json_str(out, s),
-            Json::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    item.write_to(out);
-                }
-                out.push(']');
-            }
-            Json::Object(entries) => {
-                out.push('{');
-                for (i, (k, v)) in entries.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_json_str(out, k);
-                    out.push(':');
-                    v.write_to(out);
-                }
-                out.push('}');
-            }
-        }
-    }
-}
 
 /// Appends `s` as a JSON string literal (serde_json's escaping).
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
@@ -160,38 +43,85 @@ pub(crate) fn rfc3339_nanos(unix_nanos: i64) -> String {
     }
 }
 
+/// The longest `event_type` or `source` written in a too-large record, in bytes: that record
+/// must stay short whatever the event holds.
+const MARKER_FIELD_BYTES: usize = 1024;
+
+/// The record of an event would be longer than the line limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge;
+
+/// The longest prefix of `s` that has at most `max` bytes and ends on a character boundary, and
+/// whether anything was cut.
+fn cut(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+/// `{"seq":..,"ts":..,"event_id":..,"event_type":..,"category":..,"source":..` (no closing
+/// brace), with `event_type` and `source` cut to `max_field` bytes. Returns whether one was cut.
+fn header(out: &mut String, seq: u64, event: &Event<'_>, max_field: usize) -> bool {
+    let _ = write!(out, "{{\"seq\":{seq},\"ts\":");
+    push_json_str(out, &rfc3339_nanos(event.timestamp_unix_nanos()));
+    out.push_str(",\"event_id\":");
+    push_json_str(out, &event.id_string());
+    out.push_str(",\"event_type\":");
+    let (event_type, cut_type) = cut(event.event_type(), max_field);
+    push_json_str(out, event_type);
+    out.push_str(",\"category\":");
+    match event.category() {
+        Some(c) => push_json_str(out, c.as_str()),
+        None => push_json_str(out, &format!("unknown({})", event.view().category)),
+    }
+    out.push_str(",\"source\":");
+    let (source, cut_source) = cut(event.source(), max_field);
+    push_json_str(out, source);
+    cut_type || cut_source
+}
+
+/// Appends `"key":"value"`, or the redaction marker as the value when `key` is redacted.
+fn push_entry(out: &mut String, redactor: &Redactor, key: &str, value: &str) {
+    push_json_str(out, key);
+    out.push(':');
+    if redactor.matches(key) {
+        push_json_str(out, REDACTED);
+    } else {
+        push_json_str(out, value);
+    }
+}
+
 /// Builds the body `B` of a record: the exact bytes that are hashed.
 ///
 /// Field order: `seq`, `ts`, `event_id`, `event_type`, `category`, `source`, `correlation_id`
-/// and `causation_id` (if present), `metadata` (the other entries, if any), `data` (redacted),
-/// `prev_hash`.
+/// and `causation_id` (if present), `metadata` (the other entries, if any), then the payload as
+/// exactly one of `data`, `data_text` or `data_invalid` (see the crate docs), then `prev_hash`.
+///
+/// # Errors
+/// [`TooLarge`] if the body would be longer than `max_body` bytes. The payload is copied only
+/// up to that budget, so an oversized event costs little more than its own size in memory.
 pub(crate) fn record_body(
     seq: u64,
     event: &Event<'_>,
-    redact: &[String],
+    redactor: &Redactor,
     prev_hash: &str,
-) -> String {
-    let mut out = String::with_capacity(256 + event.data_json().len());
-    let _ = write!(out, "{{\"seq\":{seq},\"ts\":");
-    push_json_str(&mut out, &rfc3339_nanos(event.timestamp_unix_nanos()));
-    out.push_str(",\"event_id\":");
-    push_json_str(&mut out, &event.id_string());
-    out.push_str(",\"event_type\":");
-    push_json_str(&mut out, event.event_type());
-    out.push_str(",\"category\":");
-    match event.category() {
-        Some(c) => push_json_str(&mut out, c.as_str()),
-        None => push_json_str(&mut out, &format!("unknown({})", event.view().category)),
-    }
-    out.push_str(",\"source\":");
-    push_json_str(&mut out, event.source());
+    max_body: usize,
+) -> Result<String, TooLarge> {
+    let payload = event.data_json();
+    let mut out = String::with_capacity(256 + payload.len().min(max_body));
+    header(&mut out, seq, event, usize::MAX);
     if let Some(c) = event.correlation_id() {
-        out.push_str(",\"correlation_id\":");
-        push_json_str(&mut out, c);
+        out.push(',');
+        push_entry(&mut out, redactor, keys::CORRELATION_ID, c);
     }
     if let Some(c) = event.causation_id() {
-        out.push_str(",\"causation_id\":");
-        push_json_str(&mut out, c);
+        out.push(',');
+        push_entry(&mut out, redactor, keys::CAUSATION_ID, c);
     }
     let mut first = true;
     for (k, v) in event.metadata_entries() {
@@ -200,33 +130,71 @@ pub(crate) fn record_body(
         }
         out.push_str(if first { ",\"metadata\":{" } else { "," });
         first = false;
-        push_json_str(&mut out, k);
-        out.push(':');
-        if redact.iter().any(|r| r.eq_ignore_ascii_case(k)) {
-            push_json_str(&mut out, REDACTED);
-        } else {
-            push_json_str(&mut out, v);
+        push_entry(&mut out, redactor, k, v);
+        if out.len() > max_body {
+            return Err(TooLarge);
         }
     }
     if !first {
         out.push('}');
     }
+    // What follows the payload: `,"prev_hash":"<hash>"}`.
+    let tail = ",\"prev_hash\":".len() + prev_hash.len() + 3;
+    let field = out.len();
     out.push_str(",\"data\":");
-    match serde_json::from_slice::<Json>(event.data_json()) {
-        Ok(mut data) => {
-            data.redact(redact);
-            data.write_to(&mut out);
+    let data = out.len();
+    match scan::copy_redacted(payload, redactor, &mut out, max_body.saturating_sub(tail)) {
+        Ok(scanned) if scanned.inline() => {}
+        Ok(_) => {
+            // Valid JSON that common readers refuse (too deep, huge numbers, lone surrogates):
+            // the same text, as a string.
+            let text = out.split_off(data);
+            out.truncate(field);
+            out.push_str(",\"data_text\":");
+            push_json_str(&mut out, &text);
         }
-        Err(_) => {
-            // Not JSON: record that, not the raw bytes (they could hold unredacted secrets).
+        Err(ScanError::Invalid { offset, reason }) => {
+            // Not JSON: record that, not the bytes (they could hold unredacted secrets).
+            out.truncate(field);
             let _ = write!(
                 out,
-                "{{\"invalid_json_bytes\":{}}}",
-                event.data_json().len()
+                ",\"data_invalid\":{{\"bytes\":{},\"offset\":{offset},\"error\":",
+                payload.len()
             );
+            push_json_str(&mut out, reason);
+            out.push('}');
         }
+        Err(ScanError::TooLarge) => return Err(TooLarge),
     }
     out.push_str(",\"prev_hash\":");
+    push_json_str(&mut out, prev_hash);
+    out.push('}');
+    if out.len() > max_body {
+        return Err(TooLarge);
+    }
+    Ok(out)
+}
+
+/// Builds the body of the record that stands for an event whose record would be too long: the
+/// header fields, then `too_large` with the sizes (so the loss is visible and can be traced to
+/// the event), then `prev_hash`. It is at most a few KiB whatever the event holds.
+pub(crate) fn too_large_body(seq: u64, event: &Event<'_>, prev_hash: &str) -> String {
+    let mut out = String::with_capacity(512);
+    let cut = header(&mut out, seq, event, MARKER_FIELD_BYTES);
+    let (entries, metadata_bytes) = event
+        .metadata_entries()
+        .fold((0usize, 0usize), |(n, bytes), (k, v)| {
+            (n + 1, bytes.saturating_add(k.len()).saturating_add(v.len()))
+        });
+    let _ = write!(
+        out,
+        ",\"too_large\":{{\"payload_bytes\":{},\"metadata_entries\":{entries},\"metadata_bytes\":{metadata_bytes},\"limit\":{MAX_RECORD_BYTES}",
+        event.data_json().len()
+    );
+    if cut {
+        out.push_str(",\"cut\":true");
+    }
+    out.push_str("},\"prev_hash\":");
     push_json_str(&mut out, prev_hash);
     out.push('}');
     out
