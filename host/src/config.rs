@@ -198,6 +198,11 @@ pub struct PluginSettings {
     /// Default: `None`.
     #[serde(deserialize_with = "de_opt_duration")]
     pub timeout: Option<Duration>,
+    /// Fail closed on this plugin: if it does not load, does not start, fails, times out,
+    /// panics on or dead-letters a delivery, or goes away, `plugbus run` and `demo` stop taking
+    /// input, drain, and exit 1 (an audit trail that silently stops is worse than a stopped
+    /// run). Default: `false`.
+    pub required: bool,
     /// Required SHA-256 of the plugin's file, written as 64 hex digits.
     /// Default: `None`, not pinned.
     #[serde(deserialize_with = "de_opt_sha256")]
@@ -211,6 +216,7 @@ impl Default for PluginSettings {
     fn default() -> Self {
         Self {
             enabled: true,
+            required: false,
             timeout: None,
             sha256: None,
             config: toml::Table::new(),

@@ -138,10 +138,7 @@ async fn two_unpinned_files_declaring_one_name_are_both_refused_and_a_pin_decide
     let mut impostor = std::fs::read(&first).unwrap();
     impostor.extend_from_slice(b"impostor");
     std::fs::write(&second, &impostor).unwrap();
-    let pin = {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(std::fs::read(&first).unwrap()))
-    };
+    let pin = plugbus_host::inspect(&first).sha256.unwrap();
     let manager = PluginManager::new(
         bus.clone(),
         dir.config(&format!("[plugin.fixture-failer]\nsha256 = \"{pin}\"\n")),

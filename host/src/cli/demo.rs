@@ -152,7 +152,14 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
     let stop = session::stop_requested();
     tokio::pin!(stop);
     let mut refused = 0u64;
-    for event in events {
+    let mut required_failed = session.required_failure();
+    for (n, event) in events.into_iter().enumerate() {
+        if required_failed.is_some() {
+            break;
+        }
+        if n % 64 == 63 {
+            required_failed = session.required_failure();
+        }
         tokio::select! {
             _ = &mut stop => {
                 progress.suspend(|| eprintln!("stop requested: shutting down"));
@@ -171,6 +178,10 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
     let load_failed = !session.load.is_ok();
     let outcome = session.finish().await;
     summary::print(&outcome);
+    let required_failed = required_failed.or_else(|| outcome.required_failure.clone());
+    if let Some(why) = &required_failed {
+        eprintln!("plugbus: {why}: the demo stopped taking events");
+    }
     let chain_ok = match plugbus_host::verify_file(&audit_log) {
         Ok(r) => {
             println!(
@@ -192,7 +203,12 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
         audit_log.display()
     );
     Ok(
-        if load_failed || refused > 0 || !chain_ok || !outcome.is_balanced() {
+        if load_failed
+            || refused > 0
+            || !chain_ok
+            || required_failed.is_some()
+            || !outcome.is_balanced()
+        {
             Finish::WithErrors
         } else {
             Finish::Clean

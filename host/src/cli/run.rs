@@ -10,6 +10,9 @@ use plugbus::Event;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufRead, BufReader};
 
+/// How often, in published events, `run` looks at the required plugins.
+const REQUIRED_CHECK_EVERY: u64 = 512;
+
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// JSON Lines events to publish: a file, or `-` for stdin.
@@ -76,7 +79,10 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     let mut ended_early: Option<LineError> = None;
     let stop = session::stop_requested();
     tokio::pin!(stop);
-    loop {
+    // A required plugin that is not there, or fails, stops the input (fail closed).
+    let mut required_failed = session.required_failure();
+    let mut checked_at = 0u64;
+    while required_failed.is_none() {
         let item = tokio::select! {
             _ = &mut stop => {
                 progress.suspend(|| eprintln!("stop requested: shutting down"));
@@ -115,8 +121,16 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
             }
         }
         progress.set_position(published);
+        if published >= checked_at + REQUIRED_CHECK_EVERY {
+            checked_at = published;
+            required_failed = session.required_failure();
+        }
     }
     progress.finish_and_clear();
+    if let Some(why) = &required_failed {
+        tracing::error!("{why}: no more input is taken");
+        eprintln!("plugbus: {why}: no more input is taken");
+    }
     let line_no = lines.lines_read();
     let load_failed = !session.load.is_ok();
     let outcome = session.finish().await;
@@ -135,11 +149,16 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
             e.line, e.kind
         );
     }
+    let required_failed = required_failed.or_else(|| outcome.required_failure.clone());
+    if let Some(why) = &required_failed {
+        eprintln!("plugbus: {why}");
+    }
     Ok(
         if malformed > 0
             || refused > 0
             || ended_early.is_some()
             || load_failed
+            || required_failed.is_some()
             || !outcome.is_balanced()
         {
             Finish::WithErrors

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use parking_lot::Mutex;
 use plugbus::payload::SecurityAlert;
 use plugbus::{Bus, BusStats, Event, EventType, ShutdownReport};
-use plugbus_host::{Config, LoadReport, PluginManager, PluginStatus, Watcher};
+use plugbus_host::{Config, LoadReport, PluginManager, PluginState, PluginStatus, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +19,8 @@ pub(crate) struct Session {
     pub(crate) seen: Arc<Mutex<BTreeMap<String, u64>>>,
     pub(crate) alerts: Arc<Mutex<Vec<SecurityAlert>>>,
     pub(crate) shutdown_timeout: Duration,
+    /// Plugins marked `required` (fail closed).
+    required: Vec<String>,
     _watcher: Option<Watcher>,
 }
 
@@ -30,6 +32,8 @@ pub(crate) struct Outcome {
     pub(crate) stats: BusStats,
     pub(crate) plugins: Vec<PluginStatus>,
     pub(crate) account: ShutdownReport,
+    /// Why a required plugin could not be relied on by the end, if one could not.
+    pub(crate) required_failure: Option<String>,
 }
 
 impl Outcome {
@@ -96,6 +100,12 @@ impl Session {
             .context("subscribing the alert watcher")?;
         let shutdown_timeout = config.bus.shutdown_timeout;
         let watch = config.plugins.watch;
+        let required: Vec<String> = config
+            .plugin
+            .iter()
+            .filter(|(_, s)| s.required && s.enabled)
+            .map(|(name, _)| name.clone())
+            .collect();
         let manager = PluginManager::new(bus.clone(), config);
         let load = manager.load_all().await;
         for err in &load.errors {
@@ -114,8 +124,42 @@ impl Session {
             seen,
             alerts,
             shutdown_timeout,
+            required,
             _watcher: watcher,
         })
+    }
+
+    /// Why a plugin marked `required` can no longer be relied on, if one cannot: it is not
+    /// running, or one of its deliveries failed, timed out, panicked or was dead-lettered.
+    pub(crate) fn required_failure(&self) -> Option<String> {
+        for name in &self.required {
+            let Some(status) = self.manager.status(name) else {
+                return Some(format!("required plugin '{name}' is not loaded"));
+            };
+            if status.state != PluginState::Running {
+                return Some(format!("required plugin '{name}' is {}", status.state));
+            }
+            let c = status.counters;
+            if c.failed + c.panicked + c.timed_out > 0 {
+                return Some(format!(
+                    "required plugin '{name}' did not handle every delivery: {} failed, {} panicked, {} timed out",
+                    c.failed, c.panicked, c.timed_out
+                ));
+            }
+        }
+        let stats = self.bus.stats();
+        for sub in &stats.subscriptions {
+            let owner = sub.name.split('/').next().unwrap_or_default();
+            if self.required.iter().any(|r| r == owner)
+                && sub.totals.dead_lettered + sub.totals.failed > 0
+            {
+                return Some(format!(
+                    "required plugin '{owner}' lost deliveries: {} dead-lettered, {} failed ({})",
+                    sub.totals.dead_lettered, sub.totals.failed, sub.name
+                ));
+            }
+        }
+        None
     }
 
     /// Lets deliveries finish, stops the plugins, shuts the bus down, and gathers the figures.
@@ -125,6 +169,7 @@ impl Session {
         if !self.manager.settle(self.shutdown_timeout).await {
             tracing::warn!(timeout = ?self.shutdown_timeout, "plugins and bus did not settle before shutdown");
         }
+        let required_failure = self.required_failure();
         let stats = self.bus.stats();
         let plugins = self.manager.plugins();
         drop(self._watcher);
@@ -139,6 +184,7 @@ impl Session {
             stats,
             plugins,
             account,
+            required_failure,
         }
     }
 }

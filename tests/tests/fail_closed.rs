@@ -1,0 +1,109 @@
+//! `required = true` through the real `plugbus` binary and the real audit logger: a required
+//! plugin that cannot write, times out or is missing stops the run from taking input, and the
+//! run drains and exits 1. Losing the audit trail never ends in exit 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use plugbus_tests::{crates, PluginDir};
+
+/// The `plugbus` binary of this build, built if the test binary's folder lacks it.
+fn plugbus_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = profile_dir.join("plugbus");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "plugbus-host", "--bin", "plugbus"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
+}
+
+fn run(dir: &PluginDir, config: &str, events: usize) -> Output {
+    let config_path = dir.scratch().join("plugbus.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[plugins]\ndirectories = [\"{}\"]\n{config}",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let input = dir.scratch().join("events.jsonl");
+    let lines: String = (0..events)
+        .map(|n| format!("{{\"type\":\"user.login\",\"data\":{{\"user_id\":\"u{n}\",\"ip\":\"10.0.0.1\"}}}}\n"))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    Command::new(plugbus_binary())
+        .args(["run", "-c"])
+        .arg(&config_path)
+        .arg("--events")
+        .arg(&input)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_required_audit_logger_that_cannot_write_stops_the_run_with_exit_1() {
+    let dir = PluginDir::new();
+    dir.add(crates::AUDIT_LOGGER);
+    let out = run(
+        &dir,
+        "[plugin.audit-logger]\nrequired = true\nconfig = { path = \"/dev/full\", fsync = \"never\" }\n",
+        5_000,
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("required plugin 'audit-logger'"), "{all}");
+    assert!(
+        all.contains("Account:"),
+        "the run drained and printed its account: {all}"
+    );
+}
+
+#[test]
+fn a_required_plugin_that_times_out_stops_the_run_with_exit_1() {
+    let dir = PluginDir::new();
+    dir.add(crates::AUDIT_LOGGER);
+    let log = dir.scratch().join("audit.jsonl");
+    let out = run(
+        &dir,
+        &format!(
+            "default_timeout = \"1ns\"\n[plugin.audit-logger]\nrequired = true\nconfig = {{ path = \"{}\" }}\n",
+            log.display()
+        ),
+        2_000,
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("required plugin 'audit-logger'"), "{all}");
+}
+
+#[test]
+fn a_required_plugin_that_is_missing_stops_the_run_before_any_input() {
+    let dir = PluginDir::new();
+    dir.add(crates::AUTH_ENHANCER);
+    let out = run(&dir, "[plugin.audit-logger]\nrequired = true\n", 10);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("required plugin 'audit-logger' is not loaded"),
+        "{all}"
+    );
+    assert!(all.contains("0 events published"), "{all}");
+}
