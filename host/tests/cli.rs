@@ -140,7 +140,7 @@ fn run_with_only_good_input_exits_zero() {
     let plugins = empty_plugin_dir();
     let out = plugbus(
         &["run", "-p", plugins.path().to_str().unwrap()],
-        Some("{\"type\":\"system.startup\"}\n"),
+        Some("{\"type\":\"data.created\",\"data\":{\"entity\":\"doc\",\"entity_id\":\"1\"}}\n"),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -292,3 +292,29 @@ fn a_huge_line_on_stdin_does_not_grow_memory_to_its_size() {
         "peak RSS {peak} KiB for a {HUGE}-byte line\n{stderr}"
     );
 }
+
+#[test]
+fn input_lines_speaking_as_the_host_are_refused_counted_and_fail_the_run() {
+    let mut input = Vec::new();
+    for line in [
+        r#"{"type":"user.login","data":{"user_id":"a"}}"#,
+        r#"{"type":"plugin.stopped","source":"local","data":{}}"#,
+        r#"{"type":"system.shutdown","data":{"reason":"x"}}"#,
+        r#"{"type":"user.login","source":"plugbus-host","data":{"user_id":"b"}}"#,
+        r#"{"type":"user.logout","data":{"user_id":"a"}}"#,
+    ] {
+        input.extend_from_slice(line.as_bytes());
+        input.push(b'\n');
+    }
+    let (out, stdout, stderr) = run_file(&input, &[]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("2 events published"), "{stdout}");
+    assert!(stdout.contains("3 forbidden"), "{stdout}");
+    for line in [2, 3, 4] {
+        assert!(
+            stderr.contains(&format!("line {line}: refused (forbidden)")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(on_bus(&stdout, "plugin.stopped"), None, "{stdout}");
+}

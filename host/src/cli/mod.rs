@@ -21,12 +21,14 @@ pub(crate) struct Cli {
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Log filter, in `RUST_LOG` syntax (e.g. `info`, `plugbus=debug,plugin=trace`).
+    /// Log filter, in `RUST_LOG` syntax. Plugin logs have the target
+    /// `plugbus::plugin::<name>` (e.g. `info`, `warn,plugbus::plugin=trace`,
+    /// `warn,plugbus::plugin::auth-enhancer=debug`).
     #[arg(
         long,
         global = true,
         value_name = "FILTER",
-        default_value = "warn,plugin=info"
+        default_value = "warn,plugbus::plugin=info"
     )]
     log: String,
 

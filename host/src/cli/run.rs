@@ -10,6 +10,12 @@ use plugbus::Event;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufRead, BufReader};
 
+/// Why an input event may not be published, if it may not (see
+/// [`plugbus_host::bridge::forbidden_for_plugins`]: the same rule as for plugins).
+fn forbidden(event: &Event) -> Option<String> {
+    plugbus_host::bridge::forbidden_for_plugins(event.event_type().name(), event.source())
+}
+
 /// How often, in published events, `run` looks at the required plugins.
 const REQUIRED_CHECK_EVERY: u64 = 512;
 
@@ -75,6 +81,7 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     );
     let mut lines = LineReader::new(input, max_line);
     let (mut published, mut malformed, mut refused) = (0u64, 0u64, 0u64);
+    let mut forbidden_lines = 0u64;
     // Why the input stopped before its end, if it did.
     let mut ended_early: Option<LineError> = None;
     let stop = session::stop_requested();
@@ -108,12 +115,21 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
         }
         let line_no = line.number;
         match Event::from_json(line.text.as_bytes()) {
-            Ok(event) => match session.bus.emit(event).await {
-                Ok(()) => published += 1,
-                Err(e) => {
-                    refused += 1;
-                    progress.suspend(|| eprintln!("line {line_no}: refused: {e}"));
+            // Input is not the host: it may not speak as the host (lifecycle, system and
+            // config events, the host's source names), which the audit trail must be able to
+            // trust.
+            Ok(event) => match forbidden(&event) {
+                Some(why) => {
+                    forbidden_lines += 1;
+                    progress.suspend(|| eprintln!("line {line_no}: refused (forbidden): {why}"));
                 }
+                None => match session.bus.emit(event).await {
+                    Ok(()) => published += 1,
+                    Err(e) => {
+                        refused += 1;
+                        progress.suspend(|| eprintln!("line {line_no}: refused: {e}"));
+                    }
+                },
             },
             Err(e) => {
                 malformed += 1;
@@ -136,7 +152,7 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     let outcome = session.finish().await;
     summary::print(&outcome);
     println!(
-        "\nInput: {line_no} lines, {published} events published, {malformed} malformed (skipped), {refused} refused"
+        "\nInput: {line_no} lines, {published} events published, {malformed} malformed (skipped), {refused} refused, {forbidden_lines} forbidden (the host's own types or sources)"
     );
     if let Some(e) = &ended_early {
         let name = if args.events == "-" {
@@ -156,6 +172,7 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     Ok(
         if malformed > 0
             || refused > 0
+            || forbidden_lines > 0
             || ended_early.is_some()
             || load_failed
             || required_failed.is_some()
