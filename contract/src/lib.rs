@@ -21,6 +21,7 @@ mod category;
 mod name;
 mod pattern;
 pub mod payload;
+pub mod reserved;
 pub mod types;
 
 pub use category::{Category, ParseCategoryError};

@@ -95,30 +95,12 @@ pub fn owned_to_event(plugin: &str, owned: &OwnedEvent) -> Result<Event, String>
     builder.build().map_err(|e| e.to_string())
 }
 
-/// Type prefixes only the host may publish: lifecycle, system and configuration events.
-const HOST_TYPES: [&str; 3] = ["plugin.", "system.", "config."];
-/// Source names only the host may use.
-const HOST_SOURCES: [&str; 2] = ["plugbus", "plugbus-host"];
-
 /// Why an event of type `name` from `source` may not come from a plugin, if it may not: a
-/// type or a source reserved for the host, which every consumer (the audit trail first) must
-/// be able to trust. Checked on the names as given, before anything else, so a forged
-/// `plugin.loaded` is forbidden whatever category it claims.
+/// type or a source reserved for the host (see [`plugbus::contract::reserved`]). Checked on
+/// the names as given, before anything else, so a forged `plugin.loaded` is forbidden
+/// whatever category it claims.
 pub fn forbidden_for_plugins(name: &str, source: &str) -> Option<String> {
-    if let Some(prefix) = HOST_TYPES.iter().find(|p| name.starts_with(**p)) {
-        return Some(format!(
-            "'{name}': types '{prefix}*' are the host's own; a plugin may not publish them"
-        ));
-    }
-    if HOST_SOURCES
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(source.trim()))
-    {
-        return Some(format!(
-            "source '{source}' is the host's own; a plugin may not publish under it"
-        ));
-    }
-    None
+    plugbus::contract::reserved::host_only(name, source)
 }
 
 /// The host handle given to one plugin instance: publishes on the bus through the

@@ -112,6 +112,9 @@ impl AbiHost for HostImpl {
         if let Some(refusal) = lock(&self.0.refuse).clone() {
             return RResult::RErr(refusal);
         }
+        if let Err(refusal) = check_like_the_host(&event) {
+            return RResult::RErr(refusal);
+        }
         let caused_by = *lock(&self.0.handling);
         lock(&self.0.published).push(PublishedEvent {
             event_type: event.event_type.into(),
@@ -146,6 +149,34 @@ impl AbiHost for HostImpl {
                 .collect(),
         });
     }
+}
+
+/// The checks the real host makes before it takes an event from a plugin, so a unit test
+/// catches what the host would refuse: the host's own types and sources (forbidden), a bad
+/// type name, an unknown category or one that contradicts a built-in type's, a payload that
+/// is not one JSON value (invalid).
+fn check_like_the_host(event: &OwnedEvent) -> Result<(), PublishRefusal> {
+    use plugbus_contract::{reserved, validate_type_name, Category, BUILTIN_TYPES};
+    let name = event.event_type.as_str();
+    if let Some(why) = reserved::host_only(name, event.source.as_str()) {
+        return Err(PublishRefusal::new(RefusalKind::Forbidden, why));
+    }
+    let invalid = |why: String| Err(PublishRefusal::new(RefusalKind::Invalid, why));
+    if let Err(e) = validate_type_name(name) {
+        return invalid(format!("'{name}': {e}"));
+    }
+    let Some(category) = Category::from_u8(event.category) else {
+        return invalid(format!("unknown category {} for '{name}'", event.category));
+    };
+    if let Some((_, builtin)) = BUILTIN_TYPES.iter().find(|(n, _)| *n == name) {
+        if *builtin != category {
+            return invalid(format!("'{name}' is a {builtin:?} type, not {category:?}"));
+        }
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(event.payload_json.as_str()) {
+        return invalid(format!("payload of '{name}' is not one JSON value: {e}"));
+    }
+    Ok(())
 }
 
 /// A host that records what plugins publish and log. Cheap to clone (clones share the records).
@@ -190,6 +221,26 @@ impl FakeHost {
             subscriptions,
             shared: Arc::clone(&self.shared),
         })
+    }
+
+    /// A [`HostHandle`](crate::HostHandle) to this fake host, for testing code that publishes
+    /// without loading a whole plugin. It checks publishes as the real host does:
+    ///
+    /// ```
+    /// use plugbus_plugin_api::testing::FakeHost;
+    /// use plugbus_plugin_api::{contract::Category, EventDraft, RefusalKind};
+    /// let fake = FakeHost::new();
+    /// let host = fake.host_handle();
+    /// host.publish_with(EventDraft::new("account.locked", Category::Business)).unwrap();
+    /// // What the real host would refuse, refused here too:
+    /// let bad_name = host.publish_with(EventDraft::new("Account Locked", Category::Business));
+    /// assert_eq!(bad_name.unwrap_err().kind(), RefusalKind::Invalid);
+    /// let forged = host.publish_with(EventDraft::new("plugin.loaded", Category::Lifecycle));
+    /// assert_eq!(forged.unwrap_err().kind(), RefusalKind::Forbidden);
+    /// assert_eq!(fake.published().len(), 1);
+    /// ```
+    pub fn host_handle(&self) -> crate::HostHandle {
+        crate::HostHandle::new(host_box(HostImpl(Arc::clone(&self.shared))))
     }
 
     /// Everything published so far.
