@@ -54,9 +54,23 @@
 //! # fn main() {}
 //! ```
 //!
-//! Its `Cargo.toml` says `crate-type = ["cdylib", "rlib"]` (the `rlib` lets unit tests use it with
-//! `testing::FakeHost`, feature `testing`) and depends on this crate, `serde_json` and
+//! Its `Cargo.toml` says `crate-type = ["cdylib", "rlib"]` (the `rlib` lets unit tests use it
+//! with the fake host of the `testing` module) and depends on this crate, `serde_json` and
 //! `tracing`. `tracing` events inside the plugin reach the host's log (see [`log_bridge`]).
+//!
+//! # Testing a plugin
+//!
+//! The `testing` module (feature `testing`) has `FakeHost`: it loads your plugin as a host
+//! would, records what it publishes and logs, and refuses what the real host refuses. Turn the
+//! feature on for tests only:
+//!
+//! ```toml
+//! [dependencies]
+//! plugbus-plugin-api = "0.1"
+//!
+//! [dev-dependencies]
+//! plugbus-plugin-api = { version = "0.1", features = ["testing"] }
+//! ```
 //!
 //! # Types
 //!
@@ -88,7 +102,9 @@ pub mod log_bridge;
 mod plugin;
 mod refusal;
 mod subscription;
-#[cfg(feature = "testing")]
+// Documented whatever the features, so `cargo doc` shows it; compiled for use only with the
+// feature.
+#[cfg(any(feature = "testing", doc))]
 pub mod testing;
 mod view;
 
