@@ -98,16 +98,7 @@ impl TrustedFile {
         .map_err(|e| io(e.into()))?;
         let file = File::from(fd);
         let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(refuse(TrustErrorKind::NotRegularFile {
-                file_type: describe(&meta.file_type()),
-            }));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & GROUP_OR_OTHER_WRITE != 0 {
-            return Err(refuse(TrustErrorKind::FileWritable { mode }));
-        }
-        check_owner(&self.path, &meta).map_err(refuse)?;
+        check_plugin_file(&self.path, &meta).map_err(refuse)?;
         if meta.len() > MAX_PLUGIN_BYTES {
             return Err(refuse(TrustErrorKind::TooLarge {
                 size: meta.len(),
@@ -212,16 +203,7 @@ impl TrustPolicy {
 
         let meta =
             fs::metadata(&canonical).map_err(|source| refuse(TrustErrorKind::Io { source }))?;
-        if !meta.is_file() {
-            return Err(refuse(TrustErrorKind::NotRegularFile {
-                file_type: describe(&meta.file_type()),
-            }));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & GROUP_OR_OTHER_WRITE != 0 {
-            return Err(refuse(TrustErrorKind::FileWritable { mode }));
-        }
-        check_owner(&canonical, &meta).map_err(refuse)?;
+        check_plugin_file(&canonical, &meta).map_err(refuse)?;
 
         // Every directory from the file's own up to `/`: any of them writable, or owned, by
         // someone else lets them swap the file (the plugin directory alone is not enough).
@@ -333,6 +315,22 @@ impl TrustPolicy {
             .filter_map(|dir| fs::canonicalize(dir).ok())
             .find(|dir| canonical.starts_with(dir) && canonical != dir)
     }
+}
+
+/// The rules for the plugin file itself: a regular file, not writable by group or others,
+/// owned by root or the host's user. Applied to the path when it is checked and again to the
+/// descriptor its bytes are read from.
+fn check_plugin_file(path: &Path, meta: &fs::Metadata) -> Result<(), TrustErrorKind> {
+    if !meta.is_file() {
+        return Err(TrustErrorKind::NotRegularFile {
+            file_type: describe(&meta.file_type()),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & GROUP_OR_OTHER_WRITE != 0 {
+        return Err(TrustErrorKind::FileWritable { mode });
+    }
+    check_owner(path, meta)
 }
 
 /// Refuses a file or directory owned by anyone but root or the host's user.
