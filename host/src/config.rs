@@ -265,7 +265,12 @@ impl Config {
     pub fn resolve_relative_to(&mut self, base: &Path) {
         for dir in &mut self.plugins.directories {
             if dir.is_relative() {
-                *dir = base.join(&*dir);
+                // Without `.` components: paths in messages read `/x/plugins`, not `/x/./plugins`.
+                *dir = base
+                    .join(&*dir)
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
             }
         }
     }
@@ -642,6 +647,23 @@ fn read_config_text(path: &Path) -> std::io::Result<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_plugin_directories_resolve_without_dot_components() {
+        let mut config = Config::from_toml_str(
+            "[plugins]\ndirectories = [\"./plugins\", \"more/./x\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        config.resolve_relative_to(Path::new("/srv/app/."));
+        assert_eq!(
+            config.plugins.directories,
+            [
+                PathBuf::from("/srv/app/plugins"),
+                PathBuf::from("/srv/app/more/x")
+            ]
+        );
+    }
 
     #[test]
     fn a_fifo_a_device_or_a_directory_as_config_is_refused_at_once() {

@@ -171,9 +171,16 @@ impl Session {
         }
         let required_failure = self.required_failure();
         let stats = self.bus.stats();
-        let plugins = self.manager.plugins();
+        let mut plugins = self.manager.plugins();
         drop(self._watcher);
         self.manager.shutdown().await;
+        // The figures are those of the end of the run; the state is the one after shutdown.
+        for p in &mut plugins {
+            p.state = self
+                .manager
+                .status(&p.name)
+                .map_or(PluginState::Stopped, |now| now.state);
+        }
         let account = self.bus.shutdown(self.shutdown_timeout).await;
         let seen = self.seen.lock().clone();
         let alerts = self.alerts.lock().clone();
