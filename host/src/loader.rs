@@ -254,19 +254,20 @@ pub fn open_library(
     bytes: &[u8],
     sha256: &str,
 ) -> Result<(&'static LibHeader, PathBuf), LoadError> {
-    open_library_unless(path, bytes, sha256, &|_| false)
+    open_library_unless(path, bytes, sha256, &|_| Ok(()))
 }
 
-/// [`open_library`], except that a plugin whose name (as the probe reports it) `skip` says
-/// is not wanted is never mapped in the host: [`LoadErrorKind::Disabled`].
+/// [`open_library`], except that once the probe has reported the plugin's name, `vet` may
+/// refuse it (a pin by that name that does not match, a plugin disabled in the config) before
+/// the host maps anything.
 ///
 /// # Errors
-/// As [`open_library`], and [`LoadErrorKind::Disabled`].
+/// As [`open_library`], and whatever `vet` returns.
 pub fn open_library_unless(
     path: &Path,
     bytes: &[u8],
     sha256: &str,
-    skip: &dyn Fn(&str) -> bool,
+    vet: &dyn Fn(&str) -> Result<(), LoadErrorKind>,
 ) -> Result<(&'static LibHeader, PathBuf), LoadError> {
     let err = |kind| LoadError::new(path, kind);
     match examine(bytes) {
@@ -304,10 +305,8 @@ pub fn open_library_unless(
             error: Some(failed),
             ..
         })) => return Err(err(failed.into_kind())),
-        Ok(Some(report)) if skip(&report.name) => {
-            return Err(err(LoadErrorKind::Disabled { name: report.name }));
-        }
-        Ok(_) => {}
+        Ok(Some(report)) => vet(&report.name).map_err(err)?,
+        Ok(None) => {}
     }
     let header = lib_header_from_path(&copy).map_err(|e| err(classify(e)));
     drop(dir);
@@ -443,7 +442,20 @@ pub fn load_trusted_unless(
             policy.check_pin("", trusted).map_err(untrusted)?;
         }
     }
-    let (header, mapped) = open_library_unless(path, &bytes, &sha256, skip)?;
+    // With the probe, the name is known before the host maps anything: pins by plugin name
+    // and the config's `enabled` are applied then (without it, the pin is checked below).
+    let vet = |name: &str| {
+        policy
+            .check_pin(name, trusted)
+            .map_err(|e| LoadErrorKind::Untrusted(e.kind))?;
+        if skip(name) {
+            return Err(LoadErrorKind::Disabled {
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    };
+    let (header, mapped) = open_library_unless(path, &bytes, &sha256, &vet)?;
     drop(bytes);
     let module = init_root_module(path, header)?;
     let meta = check_interface(path, &module, Some((policy, trusted)))?;

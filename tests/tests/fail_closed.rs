@@ -107,3 +107,20 @@ fn a_required_plugin_that_is_missing_stops_the_run_before_any_input() {
     );
     assert!(all.contains("0 events published"), "{all}");
 }
+
+#[test]
+fn a_pin_by_name_that_does_not_match_refuses_the_file_through_the_binary() {
+    let dir = PluginDir::new();
+    dir.add(crates::AUTH_ENHANCER);
+    let out = run(
+        &dir,
+        &format!("[plugin.auth-enhancer]\nsha256 = \"{}\"\n", "00".repeat(32)),
+        3,
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("sha-256 mismatch for pin 'auth-enhancer'"),
+        "{all}"
+    );
+}
