@@ -806,14 +806,7 @@ impl Bus {
         if routed {
             shard.routed();
         }
-        if rejected.is_empty() {
-            Ok(())
-        } else {
-            Err(PublishError {
-                kind: PublishErrorKind::Full(rejected),
-                event,
-            })
-        }
+        emit_result(event, rejected)
     }
 
     /// Removes a subscription. Events already in its mailbox are still delivered; publishes that

@@ -669,14 +669,7 @@ mod tests {
     fn a_fifo_a_device_or_a_directory_as_config_is_refused_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("plugbus.toml");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        crate::test_fifo::make_fifo(&fifo);
         for (path, what) in [
             (fifo.as_path(), "not a regular file"),
             (Path::new("/dev/zero"), "not a regular file"),

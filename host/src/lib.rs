@@ -34,6 +34,8 @@ pub mod log_forward;
 pub mod manager;
 mod outbound;
 pub mod probe;
+#[cfg(test)]
+mod test_fifo;
 pub mod trust;
 pub mod watch;
 

@@ -799,14 +799,7 @@ mod tests {
     fn a_fifo_named_like_a_plugin_is_refused_at_once() {
         let (_root, dir) = private_dir();
         let fifo = dir.join("libfifo.so");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        crate::test_fifo::make_fifo(&fifo);
         // Neither path may block on the FIFO: nobody will ever write to it.
         let inspection = inspect(&fifo);
         assert!(!inspection.is_compatible());
