@@ -401,6 +401,13 @@ pub enum LoadErrorKind {
         /// The dynamic loader's message.
         detail: String,
     },
+    /// A well-formed ELF file this host cannot load: built for another machine, class or byte
+    /// order, or not a shared object (an executable, an object file).
+    #[error("not a shared library this host can load: {detail}")]
+    NotLoadable {
+        /// What it is instead, e.g. "built for aarch64, this host is x86_64".
+        detail: String,
+    },
     /// The library loaded but exports no plugbus root module (not built with
     /// `export_plugin!`).
     #[error("no plugin root module: {detail}")]

@@ -15,6 +15,7 @@
 //!
 //! Gatekeeping and bookkeeping:
 //! - [`config`]: `plugbus.toml` -> a validated [`Config`] of plain data.
+//! - [`elf`]: the ELF structure of a plugin file, checked before the dynamic loader sees it.
 //! - [`trust`]: may this `.so` be loaded? Directory allowlist, permission bits,
 //!   symlinks, SHA-256 pins; checked before a library is opened.
 //! - [`audit`]: verifies the hash chain of the audit-logger plugin's JSON Lines log.
@@ -28,6 +29,7 @@ pub mod audit;
 pub mod bridge;
 mod bus_setup;
 pub mod config;
+pub mod elf;
 pub mod error;
 pub mod loader;
 pub mod log_forward;

@@ -120,120 +120,26 @@ const MAGICS: [[u8; 4]; 6] = [
     [0xcf, 0xfa, 0xed, 0xfe], // Mach-O 64-bit, little-endian
 ];
 
-/// What the first bytes of a file say.
-enum Shape {
-    /// No library magic number.
-    NotALibrary,
-    /// An ELF or Mach-O file that passed the structural checks.
-    Library,
-    /// An ELF file whose headers point past its end, or that are malformed.
-    Damaged(String),
-}
-
-/// Reads the file and checks that it is a library whose ELF headers fit in it.
-///
-/// Mapping a truncated ELF file can *succeed* (the loader maps whole pages): the process then
-/// dies of `SIGBUS` when it touches a missing page. So the headers are checked first: the
-/// program header table, every loadable segment and the section header table must lie inside
-/// the file. Mach-O files are left to the dynamic loader.
-fn examine(bytes: &[u8]) -> Shape {
+/// Checks that the file is a library the dynamic loader may be shown: no library magic number
+/// is [`LoadErrorKind::NotALibrary`]; an ELF file must pass [`crate::elf::check`] (mapping a
+/// damaged one can crash `ld.so` or `SIGBUS` the process later). Mach-O files are left to the
+/// dynamic loader.
+fn examine(bytes: &[u8]) -> Result<(), LoadErrorKind> {
     let Some(magic) = bytes.get(..4) else {
-        return Shape::NotALibrary;
+        return Err(LoadErrorKind::NotALibrary);
     };
     if !MAGICS.iter().any(|m| m.as_slice() == magic) {
-        return Shape::NotALibrary;
+        return Err(LoadErrorKind::NotALibrary);
     }
     if magic != b"\x7fELF" {
-        return Shape::Library;
+        return Ok(());
     }
-    match check_elf(bytes) {
-        Ok(()) => Shape::Library,
-        Err(detail) => Shape::Damaged(detail),
-    }
-}
-
-/// Structural checks of an ELF file (see [`examine`]).
-fn check_elf(bytes: &[u8]) -> Result<(), String> {
-    let len = bytes.len() as u64;
-    let wide = match bytes.get(4) {
-        Some(1) => false,
-        Some(2) => true,
-        _ => return Err("bad ELF class".to_owned()),
-    };
-    let little = match bytes.get(5) {
-        Some(1) => true,
-        Some(2) => false,
-        _ => return Err("bad ELF byte order".to_owned()),
-    };
-    let read = |at: u64, size: usize| -> Result<u64, String> {
-        let start = usize::try_from(at).map_err(|_| "offset out of range".to_owned())?;
-        let field = bytes
-            .get(start..start.saturating_add(size))
-            .ok_or_else(|| {
-                format!("truncated: header field at byte {at} is past the end ({len} bytes)")
-            })?;
-        let mut value = 0u64;
-        for i in 0..size {
-            let byte = if little {
-                field.get(size - 1 - i)
-            } else {
-                field.get(i)
-            };
-            value = (value << 8) | u64::from(byte.copied().unwrap_or(0));
-        }
-        Ok(value)
-    };
-    let word = if wide { 8 } else { 4 };
-    let (phoff, shoff, sizes) = if wide {
-        (read(0x20, 8)?, read(0x28, 8)?, 0x36)
-    } else {
-        (read(0x1c, 4)?, read(0x20, 4)?, 0x2a)
-    };
-    let phentsize = read(sizes, 2)?;
-    let phnum = read(sizes + 2, 2)?;
-    let shentsize = read(sizes + 4, 2)?;
-    let shnum = read(sizes + 6, 2)?;
-    let ends = |what: &str, start: u64, size: u64| -> Result<(), String> {
-        match start.checked_add(size) {
-            Some(end) if end <= len => Ok(()),
-            _ => Err(format!(
-                "truncated: the {what} ends past the end of the file ({len} bytes)"
-            )),
-        }
-    };
-    ends(
-        "program header table",
-        phoff,
-        phentsize.saturating_mul(phnum),
-    )?;
-    for i in 0..phnum {
-        let header = phoff + i * phentsize;
-        let (kind, offset, filesz) = if wide {
-            (
-                read(header, 4)?,
-                read(header + 8, word)?,
-                read(header + 0x20, word)?,
-            )
-        } else {
-            (
-                read(header, 4)?,
-                read(header + 4, word)?,
-                read(header + 0x10, word)?,
-            )
-        };
-        const PT_LOAD: u64 = 1;
-        if kind == PT_LOAD {
-            ends(&format!("loadable segment {i}"), offset, filesz)?;
-        }
-    }
-    if shoff != 0 {
-        ends(
-            "section header table",
-            shoff,
-            shentsize.saturating_mul(shnum),
-        )?;
-    }
-    Ok(())
+    crate::elf::check(bytes).map_err(|e| match e {
+        crate::elf::ElfError::NotForThisHost(detail) => LoadErrorKind::NotLoadable { detail },
+        other => LoadErrorKind::Corrupt {
+            detail: other.to_string(),
+        },
+    })
 }
 
 /// Phase 2: map the library from a private copy of `bytes` and find its abi_stable header.
@@ -246,9 +152,10 @@ fn check_elf(bytes: &[u8]) -> Result<(), String> {
 /// bytes mapped. The copy is unlinked once mapped; the mapping stays valid.
 ///
 /// # Errors
-/// [`LoadErrorKind::NotALibrary`], [`LoadErrorKind::Corrupt`] (also for an ELF file whose
-/// headers point past its end: mapping it could crash the process later),
-/// [`LoadErrorKind::NoRootModule`] or [`LoadErrorKind::Io`].
+/// [`LoadErrorKind::NotALibrary`], [`LoadErrorKind::NotLoadable`] (an ELF file for another
+/// platform), [`LoadErrorKind::Corrupt`] (also for an ELF file that fails
+/// [`crate::elf::check`]: mapping it could crash the process), [`LoadErrorKind::NoRootModule`]
+/// or [`LoadErrorKind::Io`].
 pub fn open_library(
     path: &Path,
     bytes: &[u8],
@@ -270,11 +177,7 @@ pub fn open_library_unless(
     vet: &dyn Fn(&str) -> Result<(), LoadErrorKind>,
 ) -> Result<(&'static LibHeader, PathBuf), LoadError> {
     let err = |kind| LoadError::new(path, kind);
-    match examine(bytes) {
-        Shape::Library => {}
-        Shape::NotALibrary => return Err(err(LoadErrorKind::NotALibrary)),
-        Shape::Damaged(detail) => return Err(err(LoadErrorKind::Corrupt { detail })),
-    }
+    examine(bytes).map_err(err)?;
     let io = |source| err(LoadErrorKind::Io { source });
     let dir = tempfile::Builder::new()
         .prefix("plugbus-plugin-")
@@ -707,12 +610,16 @@ mod tests {
 
     #[test]
     fn a_truncated_elf_file_is_caught_before_mapping() {
+        let (_root, dir) = private_dir();
         let exe = fs::read(std::env::current_exe().unwrap()).unwrap();
-        check_elf(&exe).unwrap();
-        for cut in [exe.len() / 2, exe.len() - 1, 100, 40] {
-            let err = check_elf(&exe[..cut]).unwrap_err();
-            assert!(err.starts_with("truncated"), "{cut}: {err}");
-        }
+        let file = dir.join("libcut.so");
+        write(&file, &exe[..exe.len() / 2], 0o644);
+        let err = load_library(&TrustPolicy::new([dir]), &file).unwrap_err();
+        assert!(matches!(err.kind, LoadErrorKind::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
     }
 
     #[test]
