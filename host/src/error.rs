@@ -333,8 +333,10 @@ pub enum VerifyErrorKind {
 
 /// A plugin file could not be loaded: the file and why.
 ///
-/// Displays as `failed to load plugin '<path>': <reason>`, e.g.
-/// `failed to load plugin '/p/libx.so': not a shared library (no ELF or Mach-O header)`.
+/// Displays as `plugin '<path>': <reason>`, the reason worded by the phase that failed:
+/// `plugin '/p/libx.so': not a shared library (no ELF or Mach-O header)`,
+/// `plugin '/p/libx.so': refused by trust policy: ...`, `plugin '/p/libx.so': constructor of 'x'
+/// failed: ...`, `plugin '/p/libx.so': crashed while probing: killed by SIGSEGV; ...`.
 #[derive(Debug)]
 pub struct LoadError {
     /// The plugin file, as it was given or discovered.
@@ -367,12 +369,7 @@ impl LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "failed to load plugin '{}': {}",
-            self.path.display(),
-            self.kind
-        )
+        write!(f, "plugin '{}': {}", self.path.display(), self.kind)
     }
 }
 

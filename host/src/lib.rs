@@ -31,6 +31,7 @@ mod bus_setup;
 pub mod config;
 pub mod elf;
 pub mod error;
+mod layout;
 pub mod loader;
 pub mod log_forward;
 pub mod manager;

@@ -402,17 +402,32 @@ pub fn construct(
     }
 }
 
-/// Maps abi_stable's error onto our kinds.
+/// Maps abi_stable's error onto our kinds; a layout mismatch is summarized to the type and
+/// field that differ, its whole report logged at debug level.
 pub(crate) fn classify(err: LibraryError) -> LoadErrorKind {
-    match err {
+    let (kind, report) = classify_reported(err);
+    if let Some(report) = report {
+        tracing::debug!(%report, "abi_stable's report of the layout mismatch");
+    }
+    kind
+}
+
+/// [`classify`], with abi_stable's whole report of a layout mismatch beside its summary.
+pub(crate) fn classify_reported(err: LibraryError) -> (LoadErrorKind, Option<String>) {
+    if let LibraryError::AbiInstability(report) = &err {
+        let report = report.to_string();
+        let detail = crate::layout::summarize(&report);
+        return (LoadErrorKind::AbiLayout { detail }, Some(report));
+    }
+    let kind = match err {
         LibraryError::OpenError { err, .. } => LoadErrorKind::Corrupt {
             detail: err.to_string(),
         },
         LibraryError::GetSymbolError { err, .. } => LoadErrorKind::NoRootModule {
             detail: err.to_string(),
         },
-        LibraryError::AbiInstability(detail) => LoadErrorKind::AbiLayout {
-            detail: detail.to_string(),
+        LibraryError::AbiInstability(report) => LoadErrorKind::AbiLayout {
+            detail: crate::layout::summarize(&report.to_string()),
         },
         LibraryError::RootModule { err, .. } => LoadErrorKind::RootModuleInit {
             detail: err.to_string(),
@@ -430,7 +445,8 @@ pub(crate) fn classify(err: LibraryError) -> LoadErrorKind {
         | LibraryError::Many(_)) => LoadErrorKind::AbiVersion {
             detail: other.to_string(),
         },
-    }
+    };
+    (kind, None)
 }
 
 /// A plugin file checked and handshaken without being constructed: what
@@ -590,7 +606,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "failed to load plugin '{}': not a shared library (no ELF or Mach-O header)",
+                "plugin '{}': not a shared library (no ELF or Mach-O header)",
                 file.display()
             )
         );
@@ -645,7 +661,7 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().starts_with(&format!(
-            "failed to load plugin '{}': refused by trust policy: file is writable",
+            "plugin '{}': refused by trust policy: file is writable",
             file.display()
         )));
     }

@@ -579,7 +579,7 @@ impl PluginManager {
                     files: files.clone(),
                 },
             );
-            tracing::error!("{err}");
+            tracing::debug!("{err}");
             report.errors.push(err.into());
             libraries.retain(|l| l.meta.name != name);
         }
@@ -598,7 +598,7 @@ impl PluginManager {
         }
         let unmatched = unmatched_tables(&self.inner.config, &report);
         for err in unmatched {
-            tracing::error!("{err}");
+            tracing::debug!("{err}");
             report.errors.push(err);
         }
         let startup = SystemStartup {
@@ -1256,7 +1256,9 @@ impl PluginManager {
     }
 
     async fn report_load_error(&self, err: &LoadError) {
-        tracing::warn!(path = %err.path.display(), error = %err, "plugin failed to load");
+        // Reported by whoever asked (the report of load_all, the caller of load, the watcher):
+        // logged here at debug level only, so each failure is printed once.
+        tracing::debug!(path = %err.path.display(), error = %err, "plugin not loaded");
         self.emit(PluginErrorPayload {
             plugin: PluginRef {
                 name: String::new(),
@@ -1270,7 +1272,7 @@ impl PluginManager {
     }
 
     async fn report_load_error_named(&self, err: &LoadError, library: &Library) {
-        tracing::warn!(plugin = %library.meta.name, path = %err.path.display(), error = %err, "plugin failed to load");
+        tracing::debug!(plugin = %library.meta.name, path = %err.path.display(), error = %err, "plugin not loaded");
         self.emit(PluginErrorPayload {
             plugin: plugin_ref(library),
             stage: err.stage().to_owned(),

@@ -59,13 +59,20 @@ pub struct ProbeReport {
 pub struct ProbeError {
     /// Which step: `open`, `symbol`, `layout`, `root_module` or `version`.
     pub step: String,
-    /// What the dynamic loader or abi_stable said (its first 20 lines).
+    /// What the dynamic loader or abi_stable said (its first 20 lines; a layout mismatch
+    /// summarized to the type and field that differ).
     pub detail: String,
+    /// abi_stable's whole report of a layout mismatch (logged by the host at debug level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 impl ProbeError {
     pub(crate) fn into_kind(self) -> crate::LoadErrorKind {
         use crate::LoadErrorKind as K;
+        if let Some(report) = &self.report {
+            tracing::debug!(%report, "abi_stable's report of the layout mismatch (from the probe)");
+        }
         let detail = self.detail;
         match self.step.as_str() {
             "open" => K::Corrupt { detail },
@@ -74,6 +81,21 @@ impl ProbeError {
             "root_module" => K::RootModuleInit { detail },
             _ => K::AbiVersion { detail },
         }
+    }
+
+    fn from_library_error(err: abi_stable::library::LibraryError) -> ProbeError {
+        let (kind, report) = crate::loader::classify_reported(err);
+        let mut probe_error = ProbeError::from_kind(kind);
+        // Within the 64 KiB the host reads of the answer (abi_stable's report of plugbus's
+        // root module is about 40 KiB).
+        probe_error.report = report.map(|r| {
+            let mut end = r.len().min(32 * 1024);
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            r[..end].to_owned()
+        });
+        probe_error
     }
 
     fn from_kind(kind: crate::LoadErrorKind) -> ProbeError {
@@ -90,6 +112,7 @@ impl ProbeError {
         ProbeError {
             step: step.to_owned(),
             detail,
+            report: None,
         }
     }
 }
@@ -285,14 +308,14 @@ fn serve(path: &Path) -> ProbeReport {
     let header = match abi_stable::library::lib_header_from_path(path) {
         Ok(header) => header,
         Err(e) => {
-            report.error = Some(ProbeError::from_kind(crate::loader::classify(e)));
+            report.error = Some(ProbeError::from_library_error(e));
             return report;
         }
     };
     let module = match header.init_root_module::<plugbus_plugin_api::PluginMod_Ref>() {
         Ok(module) => module,
         Err(e) => {
-            report.error = Some(ProbeError::from_kind(crate::loader::classify(e)));
+            report.error = Some(ProbeError::from_library_error(e));
             return report;
         }
     };

@@ -33,6 +33,9 @@ pub mod crates {
     pub const FLOODER: &str = "plugbus-fixture-flooder";
     /// Declares interface version 0.0.
     pub const OLD_ABI: &str = "plugbus-fixture-old-abi";
+    /// A root module under the plugbus names whose layout differs from the host's in one field
+    /// (`PluginInfo::abi_major` a `u64`): abi_stable's layout check refuses it.
+    pub const BAD_LAYOUT: &str = "plugbus-fixture-bad-layout";
     /// `user.login` -> `test.echo` -> `test.echo2`.
     pub const REENTRANT: &str = "plugbus-fixture-reentrant";
     /// A shared library without a plugin root module.
@@ -102,6 +105,29 @@ pub fn built_library(crate_name: &str) -> PathBuf {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The `plugbus` binary of this build (beside the test binary's folder), built with
+/// `cargo build` if it is missing there.
+///
+/// An existing binary is used as it is: build it (`cargo build -p plugbus-host --bin plugbus`)
+/// after changing the host. It cannot be built from inside a test when `cargo test` holds the
+/// target folder's lock.
+///
+/// # Panics
+/// When the build fails.
+pub fn plugbus_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = profile_dir.join("plugbus");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "plugbus-host", "--bin", "plugbus"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
 }
 
 /// A private plugin directory (`0755`) inside a private temp dir, removed on drop.

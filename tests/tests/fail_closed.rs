@@ -3,25 +3,9 @@
 //! run drains and exits 1. Losing the audit trail never ends in exit 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use plugbus_tests::{crates, PluginDir};
-
-/// The `plugbus` binary of this build, built if the test binary's folder lacks it.
-fn plugbus_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let bin = profile_dir.join("plugbus");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "plugbus-host", "--bin", "plugbus"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
-}
+use plugbus_tests::{crates, plugbus_binary, PluginDir};
 
 fn run(dir: &PluginDir, config: &str, events: usize) -> Output {
     let config_path = dir.scratch().join("plugbus.toml");

@@ -433,7 +433,7 @@ async fn an_old_interface_version_is_rejected_and_the_rest_load() {
     );
     assert!(
         err.to_string().starts_with(&format!(
-            "failed to load plugin '{}': interface version 0.0 is too old",
+            "plugin '{}': interface version 0.0 is too old",
             old.display()
         )),
         "{err}"

@@ -70,7 +70,7 @@ async fn every_broken_file_gets_its_own_error_and_the_rest_load() {
     assert_eq!(
         e.to_string(),
         format!(
-            "failed to load plugin '{}': not a shared library (no ELF or Mach-O header)",
+            "plugin '{}': not a shared library (no ELF or Mach-O header)",
             random.display()
         )
     );
@@ -78,7 +78,7 @@ async fn every_broken_file_gets_its_own_error_and_the_rest_load() {
     assert!(matches!(e.kind, LoadErrorKind::Corrupt { .. }), "{e}");
     assert!(
         e.to_string().starts_with(&format!(
-            "failed to load plugin '{}': truncated or corrupt shared library: ",
+            "plugin '{}': truncated or corrupt shared library: ",
             truncated.display()
         )),
         "{e}"
@@ -97,7 +97,7 @@ async fn every_broken_file_gets_its_own_error_and_the_rest_load() {
     assert_eq!(
         e.to_string(),
         format!(
-            "failed to load plugin '{}': refused by trust policy: file is writable by group or others (mode 0664)",
+            "plugin '{}': refused by trust policy: file is writable by group or others (mode 0664)",
             writable.display()
         )
     );

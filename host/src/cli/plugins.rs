@@ -32,8 +32,9 @@ pub(crate) enum PluginsCommand {
 }
 
 /// One word for what happened to a file, then why: a permissions problem is a refusal by the
-/// trust policy, a file that crashed the probe is refused, and only an interface or format
-/// problem is "incompatible".
+/// trust policy; a file that crashed the probe, is damaged, is not a library or would abort the
+/// host on a panic is refused; only an interface, layout or platform problem is
+/// "incompatible".
 fn verdict(i: &Inspection) -> String {
     match &i.result {
         Ok(()) => "compatible".into(),
@@ -44,7 +45,12 @@ fn verdict(i: &Inspection) -> String {
 fn status_word(kind: &LoadErrorKind) -> &'static str {
     match kind {
         LoadErrorKind::Untrusted(_) => "refused by trust policy",
-        LoadErrorKind::ProbeFailed { .. } => "refused",
+        LoadErrorKind::ProbeFailed { .. }
+        | LoadErrorKind::Corrupt { .. }
+        | LoadErrorKind::NotALibrary
+        | LoadErrorKind::NoRootModule { .. }
+        | LoadErrorKind::PanicAbort { .. }
+        | LoadErrorKind::InvalidName { .. } => "refused",
         LoadErrorKind::Disabled { .. } => "disabled",
         _ => "incompatible",
     }
@@ -130,7 +136,9 @@ pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Res
                 }
                 Err(e) => {
                     println!("status:      {}", status_word(&e.kind));
-                    println!("reason:      {e}");
+                    // The file is named above: the reason alone, indented under its label.
+                    let reason = e.kind.to_string().replace('\n', "\n             ");
+                    println!("reason:      {reason}");
                     Ok(Finish::WithErrors)
                 }
             }

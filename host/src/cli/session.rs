@@ -108,8 +108,8 @@ impl Session {
             .collect();
         let manager = PluginManager::new(bus.clone(), config);
         let load = manager.load_all().await;
+        // Each failure once, as it happens (the library logs them at debug level only).
         for err in &load.errors {
-            tracing::error!("{err}");
             eprintln!("plugbus: {err}");
         }
         let watcher = if watch {

@@ -106,8 +106,12 @@ pub(crate) fn print(o: &Outcome) {
             );
         }
     }
-    for err in &o.load.errors {
-        println!("  load error: {err}");
+    // Each load error was printed when it happened; the account only counts them.
+    if !o.load.errors.is_empty() {
+        println!(
+            "  {} plugin load error(s), reported above",
+            o.load.errors.len()
+        );
     }
 
     println!("\nSecurity alerts raised: {}", o.alerts.len());
