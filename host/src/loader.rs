@@ -208,7 +208,14 @@ pub fn open_library_unless(
             error: Some(failed),
             ..
         })) => return Err(err(failed.into_kind())),
-        Ok(Some(report)) => vet(&report.name).map_err(err)?,
+        Ok(Some(report)) => {
+            vet(&report.name).map_err(err)?;
+            // An abort build's first panic would abort whichever process runs it: refused
+            // before the host maps it.
+            if !report.unwind {
+                return Err(err(LoadErrorKind::PanicAbort { name: report.name }));
+            }
+        }
         Ok(None) => {}
     }
     let header = lib_header_from_path(&copy).map_err(|e| err(classify(e)));
@@ -505,12 +512,36 @@ pub fn inspect(path: &Path) -> Inspection {
 
 /// Like [`inspect`], with the trust policy's checks first (and pins).
 pub fn inspect_with_policy(policy: &TrustPolicy, path: &Path) -> Inspection {
-    match load_library(policy, path) {
+    inspect_with_policy_unless(policy, path, &|_| false)
+}
+
+/// [`inspect_with_policy`], never mapping in the host a plugin whose declared name `skip`
+/// refuses (a plugin disabled in the config): its inspection is [`LoadErrorKind::Disabled`].
+pub fn inspect_with_policy_unless(
+    policy: &TrustPolicy,
+    path: &Path,
+    skip: &dyn Fn(&str) -> bool,
+) -> Inspection {
+    let loaded =
+        check_trust(policy, path).and_then(|trusted| load_trusted_unless(policy, &trusted, skip));
+    match loaded {
         Ok(library) => Inspection {
             path: path.to_path_buf(),
             sha256: Some(library.sha256.clone()),
             meta: Some(library.meta),
             result: Ok(()),
+        },
+        // Refused before the host mapped it: it is not mapped to say more.
+        Err(
+            err @ LoadError {
+                kind: LoadErrorKind::Disabled { .. } | LoadErrorKind::PanicAbort { .. },
+                ..
+            },
+        ) => Inspection {
+            path: path.to_path_buf(),
+            meta: None,
+            sha256: sha256_of(path),
+            result: Err(err),
         },
         Err(err) => {
             // The interface check fails after the name is known: report it too.

@@ -36,6 +36,9 @@ pub mod crates {
     /// A root module under the plugbus names whose layout differs from the host's in one field
     /// (`PluginInfo::abi_major` a `u64`): abi_stable's layout check refuses it.
     pub const BAD_LAYOUT: &str = "plugbus-fixture-bad-layout";
+    /// Its library constructor appends the pid of the process mapping it to the file named by
+    /// `PLUGBUS_TEST_MARKER`.
+    pub const MARKER: &str = "plugbus-fixture-marker";
     /// `user.login` -> `test.echo` -> `test.echo2`.
     pub const REENTRANT: &str = "plugbus-fixture-reentrant";
     /// A shared library without a plugin root module.

@@ -38,6 +38,9 @@ pub(crate) enum PluginsCommand {
 fn verdict(i: &Inspection) -> String {
     match &i.result {
         Ok(()) => "compatible".into(),
+        Err(e) if matches!(e.kind, LoadErrorKind::Disabled { .. }) => {
+            "disabled (enabled = false in the config): not loaded".into()
+        }
         Err(e) => format!("{}: {}", status_word(&e.kind), e.kind),
     }
 }
@@ -80,15 +83,31 @@ pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Res
             }
             files.sort();
             for path in files {
-                let i = plugbus_host::inspect_with_policy(&policy, &path);
-                any_bad |= !i.is_compatible();
+                // A plugin disabled in the config is never mapped in the host.
+                let i = plugbus_host::loader::inspect_with_policy_unless(&policy, &path, &|name| {
+                    !config.is_enabled(name)
+                });
+                let disabled = matches!(
+                    &i.result,
+                    Err(e) if matches!(e.kind, LoadErrorKind::Disabled { .. })
+                );
+                any_bad |= !i.is_compatible() && !disabled;
                 let (name, version, abi) = match &i.meta {
                     Some(m) => (
                         m.name.clone(),
                         m.version.clone(),
                         format!("{}.{}", m.abi.0, m.abi.1),
                     ),
-                    None => ("-".into(), "-".into(), "-".into()),
+                    None => match &i.result {
+                        Err(e) => match &e.kind {
+                            LoadErrorKind::Disabled { name }
+                            | LoadErrorKind::PanicAbort { name } => {
+                                (name.clone(), "-".into(), "-".into())
+                            }
+                            _ => ("-".into(), "-".into(), "-".into()),
+                        },
+                        Ok(()) => ("-".into(), "-".into(), "-".into()),
+                    },
                 };
                 t.add_row(vec![
                     path.file_name()

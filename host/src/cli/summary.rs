@@ -106,6 +106,12 @@ pub(crate) fn print(o: &Outcome) {
             );
         }
     }
+    for (name, path) in &o.load.disabled {
+        println!(
+            "  {name}: disabled in the configuration, not loaded ({})",
+            path.display()
+        );
+    }
     // Each load error was printed when it happened; the account only counts them.
     if !o.load.errors.is_empty() {
         println!(
