@@ -9,6 +9,7 @@ use crate::error::{EventError, PayloadError};
 use crate::event_type::EventType;
 use crate::id::{new_id_and_time, EventId};
 pub use crate::metadata::Metadata;
+use crate::origin::Origin;
 use crate::payload_value::Payload;
 use crate::text::SmallText;
 use chrono::{DateTime, Utc};
@@ -47,6 +48,7 @@ struct EventInner {
     correlation_id: Option<EventId>,
     causation_id: Option<EventId>,
     source: SmallText,
+    origin: Origin,
     metadata: Metadata,
     payload: Payload,
 }
@@ -72,6 +74,7 @@ impl Event {
                 correlation_id: None,
                 causation_id: None,
                 source: SmallText::from_static(DEFAULT_SOURCE),
+                origin: Origin::LOCAL,
                 metadata: Metadata::new(),
                 payload: Payload::empty(),
             }),
@@ -91,6 +94,30 @@ impl Event {
                 b
             }
         }
+    }
+
+    /// Where the event really came from, as stamped by whoever admitted it (see [`Origin`]);
+    /// [`Origin::LOCAL`] unless [`with_origin`](Self::with_origin) or
+    /// [`EventBuilder::origin`] set it.
+    pub fn origin(&self) -> &Origin {
+        &self.0.origin
+    }
+
+    /// The same event stamped with `origin`. For the code that admits events from outside the
+    /// application (a plugin host, an input reader, a bridge): it replaces whatever origin the
+    /// event had, and copies the envelope only if it is shared.
+    ///
+    /// ```
+    /// use plugbus::{Event, Origin};
+    /// let e = Event::from_json(br#"{"type":"user.login","source":"host"}"#)?
+    ///     .with_origin(Origin::input("stdin", 1));
+    /// assert_eq!(e.source(), "host"); // what it claims
+    /// assert_eq!(e.origin().as_str(), "input:stdin:1"); // where it came from
+    /// # Ok::<(), plugbus::DecodeError>(())
+    /// ```
+    pub fn with_origin(mut self, origin: Origin) -> Event {
+        Arc::make_mut(&mut self.0).origin = origin;
+        self
     }
 
     /// The id.
@@ -252,6 +279,7 @@ impl fmt::Debug for Event {
             .field("id", &self.0.id)
             .field("type", &self.0.event_type.name())
             .field("source", &self.0.source.as_str())
+            .field("origin", &self.0.origin)
             .field("timestamp", &self.timestamp())
             .field("correlation_id", &self.0.correlation_id)
             .field("causation_id", &self.0.causation_id)
@@ -297,6 +325,12 @@ impl EventBuilder {
     /// Who publishes it. The default is [`DEFAULT_SOURCE`].
     pub fn source(mut self, source: &str) -> Self {
         self.fields().source = SmallText::new(source);
+        self
+    }
+
+    /// Where the event comes from (see [`Origin`]). The default is [`Origin::LOCAL`].
+    pub fn origin(mut self, origin: Origin) -> Self {
+        self.fields().origin = origin;
         self
     }
 

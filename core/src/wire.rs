@@ -10,7 +10,9 @@
 //! On input only `type` is required: a missing `id` or `timestamp` is generated, `source`
 //! defaults to [`DEFAULT_SOURCE`](crate::event::DEFAULT_SOURCE), `data` to `null`, and
 //! `category` to the type's known category (or `custom` for a new type). Unknown fields are
-//! errors, so a typo does not silently drop data.
+//! errors, so a typo does not silently drop data. An `origin` field is refused: the origin is
+//! stamped by whoever admits the event ([`Origin`](crate::Origin)), never claimed by it, and the
+//! JSON form does not carry it.
 
 use crate::error::{DecodeError, EventError};
 use crate::event::Event;
@@ -78,6 +80,11 @@ struct WireEvent {
     data: Option<Box<RawValue>>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    /// Never accepted: the origin is stamped by whoever admits the event
+    /// ([`Origin`](crate::Origin)), so a claim of one is refused by name rather than as an
+    /// unknown field.
+    #[serde(default)]
+    origin: Option<serde::de::IgnoredAny>,
 }
 
 impl Event {
@@ -114,6 +121,14 @@ impl Event {
 
 impl WireEvent {
     fn into_event(self) -> Result<Event, EventError> {
+        if self.origin.is_some() {
+            return Err(EventError::InvalidField {
+                field: "origin",
+                reason: "an event's origin is stamped by the host that admits it; a publisher \
+                         cannot set it"
+                    .to_owned(),
+            });
+        }
         let event_type = match (EventType::lookup(&self.event_type), self.category) {
             (Some(t), None) => t,
             (_, Some(c)) => EventType::new(&self.event_type, c)?,

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RSlice, RStr};
-use plugbus::{Bus, Category, Event, EventType, HandlerError, Payload};
+use plugbus::contract::audit::MAX_EVENT_BYTES;
+use plugbus::{Bus, Category, Event, EventType, HandlerError, Origin, Payload};
 use plugbus_plugin_api::{
     AbiHost, EventView, KeyValue, OwnedEvent, PluginError, PublishRefusal, RefusalKind,
 };
@@ -40,6 +41,7 @@ pub fn with_view<R>(event: &Event, payload: &[u8], f: impl FnOnce(&EventView<'_>
         event_type: event.event_type().name().into(),
         category: event.category() as u8,
         source: event.source().into(),
+        origin: event.origin().as_str().into(),
         timestamp_unix_nanos: event.timestamp_unix_nanos(),
         schema_version: event.schema_version(),
         payload_json: RSlice::from_slice(payload),
@@ -69,13 +71,29 @@ pub fn handler_error(error: &PluginError) -> HandlerError {
 ///
 /// The type is interned with the declared category (a clash with an existing type's category
 /// is an error), the payload must be one JSON value, an empty source becomes the plugin's
-/// name. Causation and correlation are set by the bus from the context the plugin's thread
-/// runs in, unless the plugin set them.
+/// name, and the event is stamped with the plugin's [`Origin`]. An event larger than
+/// [`MAX_EVENT_BYTES`] is refused here, at the door, so its audit record always fits the log's
+/// line limit. Causation and correlation are set by the bus from the context the plugin's
+/// thread runs in, unless the plugin set them.
 ///
 /// # Errors
 /// A message saying what is wrong with the event.
 pub fn owned_to_event(plugin: &str, owned: &OwnedEvent) -> Result<Event, String> {
     let name = owned.event_type.as_str();
+    let size = owned.payload_json.len()
+        + owned.source.len()
+        + name.len()
+        + owned
+            .metadata
+            .iter()
+            .map(|pair| pair.0.len() + pair.1.len())
+            .sum::<usize>();
+    if size > MAX_EVENT_BYTES {
+        return Err(format!(
+            "'{name}' is {size} bytes (payload and metadata), more than the limit of \
+             {MAX_EVENT_BYTES} bytes an event may have"
+        ));
+    }
     let category = Category::from_u8(owned.category)
         .ok_or_else(|| format!("unknown category {} for '{name}'", owned.category))?;
     let event_type = EventType::new(name, category).map_err(|e| e.to_string())?;
@@ -87,6 +105,7 @@ pub fn owned_to_event(plugin: &str, owned: &OwnedEvent) -> Result<Event, String>
     };
     let mut builder = Event::builder(event_type)
         .source(source)
+        .origin(Origin::plugin(plugin))
         .payload(payload)
         .schema_version(owned.schema_version);
     for pair in owned.metadata.iter() {

@@ -325,6 +325,13 @@ pub enum VerifyErrorKind {
         /// The record's `prev_hash`.
         found: String,
     },
+    /// A seal does not verify, or the log's seals say records or files are missing (see
+    /// [`audit::seals`](crate::audit::seals)).
+    #[error("seal check failed: {reason}")]
+    Seal {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 // ---------------------------------------------------------------------------------

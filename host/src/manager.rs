@@ -70,8 +70,8 @@ use plugbus::payload::{
     PluginUnloaded, SystemStartup,
 };
 use plugbus::{
-    context, BreakerConfig, Bus, Category, Completion, Event, HandlerError, Interest, Pattern,
-    SubscriptionId, TypedEvent,
+    context, BreakerConfig, Bus, Category, Completion, Event, HandlerError, Interest, Origin,
+    Pattern, SubscriptionId, TypedEvent,
 };
 use plugbus_plugin_api::abi_stable::std_types::RResult;
 use plugbus_plugin_api::{filter_matches, host_box, AbiFilter, AbiSubscription, PluginError};
@@ -692,21 +692,42 @@ impl PluginManager {
     /// is flushed and the bus let go idle, until both stay so (a plugin's event can make
     /// another publish), bounded by the lifecycle timeout. So an alert one plugin raised at
     /// the end reaches a plugin that records it, whichever stops first.
-    pub async fn shutdown(&self) {
+    ///
+    /// Returns each plugin's status once it is unloaded: its counters include what it
+    /// published while stopping (an audit logger's final seal), and what of that was refused.
+    pub async fn shutdown(&self) -> Vec<PluginStatus> {
         let _ops = self.inner.ops.lock().await;
         self.settle(self.inner.options.lifecycle_timeout).await;
-        let names: Vec<String> = self
+        let before: Vec<(PluginStatus, Arc<PluginShared>)> = self
             .inner
             .entries()
             .iter()
-            .rev()
-            .map(|e| e.name().to_owned())
+            .map(|e| (e.status(&self.inner.bus), Arc::clone(&e.shared)))
             .collect();
-        for name in names {
-            if let Err(err) = self.unload_locked(&name).await {
-                tracing::warn!(plugin = %name, error = %err, "unloading plugin failed");
+        for (status, _) in before.iter().rev() {
+            if let Err(err) = self.unload_locked(&status.name).await {
+                tracing::warn!(plugin = %status.name, error = %err, "unloading plugin failed");
             }
         }
+        // What the plugins published while stopping reaches the bus, then counts.
+        let until = tokio::time::Instant::now() + self.inner.options.lifecycle_timeout;
+        for (_, shared) in &before {
+            let outbound = shared.counters.outbound.lock().clone();
+            if let Some(o) = outbound {
+                o.flush(until.saturating_duration_since(tokio::time::Instant::now()))
+                    .await;
+            }
+        }
+        before
+            .into_iter()
+            .map(|(mut status, shared)| {
+                let mut counters = shared.counters.snapshot();
+                counters.timed_out = counters.timed_out.max(status.counters.timed_out);
+                status.counters = counters;
+                status.state = shared.state().clone();
+                status
+            })
+            .collect()
     }
 
     /// Waits, at most `timeout`, until no plugin has events on their way to the bus and nothing
@@ -1229,7 +1250,7 @@ impl PluginManager {
 
     /// Publishes a lifecycle event with `emit` (queued; never waits for plugin handlers).
     async fn emit<T: TypedEvent>(&self, payload: T) {
-        let event = match Event::new(payload) {
+        let event = match host_event(payload) {
             Ok(event) => event,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot build lifecycle event");
@@ -1423,7 +1444,7 @@ impl WorkerEnv {
         let Some(manager) = self.manager.upgrade() else {
             return;
         };
-        match Event::new(payload) {
+        match host_event(payload) {
             Ok(event) => {
                 if let Err(err) = manager.bus.try_emit(event) {
                     tracing::debug!(error = %err, "plugin.error not fully delivered");
@@ -1629,6 +1650,19 @@ async fn call(
         .await
         .unwrap_or(CallResult::TimedOut)
 }
+
+/// An event of the host's own: its source is the host's name and its origin
+/// [`Origin::HOST`], which no plugin or input can claim.
+fn host_event<T: TypedEvent>(payload: T) -> Result<Event, plugbus::EventError> {
+    Event::builder_typed(payload)
+        .source(HOST_SOURCE)
+        .origin(Origin::HOST)
+        .build()
+}
+
+/// The source of the host's own events (one of
+/// [`HOST_SOURCES`](plugbus::contract::reserved::HOST_SOURCES)).
+pub const HOST_SOURCE: &str = "plugbus-host";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

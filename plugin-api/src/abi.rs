@@ -66,7 +66,11 @@ use abi_stable::{
 ///   built with `panic = "unwind"` (hosts refuse abort builds in process). One step for the
 ///   changes planned together (DESIGN.md section 5); 0.1 plugins are refused with both versions
 ///   named and are rebuilt unchanged against this crate.
-pub const ABI_VERSION: (u32, u32) = (0, 2);
+/// - 0.3: events carry their origin ([`EventView::origin`](crate::EventView::origin), stamped
+///   by the host: `host`, `input:<name>:<line>`, `plugin:<name>`, ...), which the audit log
+///   records beside the claimed source. 0.2 plugins are refused with both versions named and
+///   are rebuilt unchanged.
+pub const ABI_VERSION: (u32, u32) = (0, 3);
 
 /// Decides whether a host implementing interface `host` can use a plugin built against `plugin`.
 ///

@@ -206,6 +206,7 @@ mod tests {
             event_type: "user.login".into(),
             category: 2,
             source: "web-frontend".into(),
+            origin: "local".into(),
             timestamp_unix_nanos: 0,
             schema_version: 1,
             payload_json: payload.into(),

@@ -359,6 +359,8 @@ pub struct TestEvent {
     pub category: u8,
     /// The source (default `test`).
     pub source: String,
+    /// The origin the host would have stamped (default `local`).
+    pub origin: String,
     /// Unix nanoseconds (default: now).
     pub timestamp_unix_nanos: i64,
     /// Payload schema version (default 1).
@@ -397,6 +399,7 @@ impl TestEvent {
             event_type: event_type.to_owned(),
             category: category as u8,
             source: "test".to_owned(),
+            origin: "local".to_owned(),
             timestamp_unix_nanos: now,
             schema_version: 1,
             payload_json: payload_json.to_owned(),
@@ -425,6 +428,12 @@ impl TestEvent {
     /// Sets the source.
     pub fn with_source(mut self, source: &str) -> Self {
         self.source = source.to_owned();
+        self
+    }
+
+    /// Sets the origin the host would have stamped (`host`, `input:stdin:3`, `plugin:x`, ...).
+    pub fn with_origin(mut self, origin: &str) -> Self {
+        self.origin = origin.to_owned();
         self
     }
 
@@ -462,6 +471,7 @@ impl TestEvent {
             event_type: self.event_type.as_str().into(),
             category: self.category,
             source: self.source.as_str().into(),
+            origin: self.origin.as_str().into(),
             timestamp_unix_nanos: self.timestamp_unix_nanos,
             schema_version: self.schema_version,
             payload_json: self.payload_json.as_bytes().into(),

@@ -50,8 +50,11 @@ pub struct EventView<'a> {
     pub event_type: RStr<'a>,
     /// The category, as `plugbus_contract::Category as u8` (see `Category::from_u8`).
     pub category: u8,
-    /// Who published the event.
+    /// Who published the event, as the publisher says.
     pub source: RStr<'a>,
+    /// Where the event really came from, stamped by the host (`local`, `host`,
+    /// `input:<name>:<line>`, `plugin:<name>`, `remote:<peer>`); no publisher can set it.
+    pub origin: RStr<'a>,
     /// When it was published, in nanoseconds since the Unix epoch (UTC).
     pub timestamp_unix_nanos: i64,
     /// The version of the payload's schema.
@@ -81,6 +84,7 @@ impl fmt::Debug for EventView<'_> {
             .field("event_type", &self.event_type.as_str())
             .field("category", &self.category)
             .field("source", &self.source.as_str())
+            .field("origin", &self.origin.as_str())
             .field("timestamp_unix_nanos", &self.timestamp_unix_nanos)
             .field("schema_version", &self.schema_version)
             .field("payload_len", &self.payload_json.len())
@@ -140,9 +144,16 @@ impl<'a> Event<'a> {
         format_uuid(&self.view.id)
     }
 
-    /// Who published the event.
+    /// Who published the event, as its publisher says (any text; see [`origin`](Self::origin)).
     pub fn source(&self) -> &'a str {
         self.view.source.as_str()
+    }
+
+    /// Where the event really came from, as the host stamped it: `local` (the application),
+    /// `host`, `input:<name>:<line>`, `plugin:<name>` or `remote:<peer>`. Unlike
+    /// [`source`](Self::source), no publisher can set it.
+    pub fn origin(&self) -> &'a str {
+        self.view.origin.as_str()
     }
 
     /// When the event was published, in nanoseconds since the Unix epoch (UTC).
@@ -246,6 +257,7 @@ mod tests {
             event_type: "user.login".into(),
             category: Category::Business as u8,
             source: "app".into(),
+            origin: "input:stdin:7".into(),
             timestamp_unix_nanos: 1_700_000_000_123_456_789,
             schema_version: 1,
             payload_json: payload.into(),

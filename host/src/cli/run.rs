@@ -6,7 +6,7 @@ use super::{summary, Finish};
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use plugbus::Event;
+use plugbus::{Event, Origin};
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncBufRead, BufReader};
 
@@ -38,8 +38,10 @@ pub(crate) struct RunArgs {
     max_line_bytes: u64,
 }
 
-/// 16 MiB: far above any event the bus is meant to carry, far below what hurts the host.
-const DEFAULT_MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
+/// The largest event the host admits ([`MAX_EVENT_BYTES`](plugbus::contract::audit::MAX_EVENT_BYTES),
+/// 15 MiB): far above any event the bus is meant to carry, far below what hurts the host, and
+/// small enough that every admitted event's audit record fits the log's line limit.
+const DEFAULT_MAX_LINE_BYTES: u64 = plugbus::contract::audit::MAX_EVENT_BYTES as u64;
 
 /// Read size for the input. Lines are copied out of it, so it need not hold a whole line.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -80,6 +82,13 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let mut lines = LineReader::new(input, max_line);
+    // Each event is stamped with the line it came from: its origin, which the audit log
+    // records beside whatever source the line claims.
+    let input_name = if args.events == "-" {
+        "stdin"
+    } else {
+        args.events.as_str()
+    };
     let (mut published, mut malformed, mut refused) = (0u64, 0u64, 0u64);
     let mut forbidden_lines = 0u64;
     // Why the input stopped before its end, if it did.
@@ -123,7 +132,11 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
                     forbidden_lines += 1;
                     progress.suspend(|| eprintln!("line {line_no}: refused (forbidden): {why}"));
                 }
-                None => match session.bus.emit(event).await {
+                None => match session
+                    .bus
+                    .emit(event.with_origin(Origin::input(input_name, line_no)))
+                    .await
+                {
                     Ok(()) => published += 1,
                     Err(e) => {
                         refused += 1;

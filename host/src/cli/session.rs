@@ -171,17 +171,25 @@ impl Session {
         }
         let required_failure = self.required_failure();
         let stats = self.bus.stats();
-        let mut plugins = self.manager.plugins();
+        let running = self.manager.plugins();
         drop(self._watcher);
-        self.manager.shutdown().await;
-        // The figures are those of the end of the run; the state is the one after shutdown.
-        for p in &mut plugins {
-            p.state = self
-                .manager
-                .status(&p.name)
-                .map_or(PluginState::Stopped, |now| now.state);
-        }
+        let stopped = self.manager.shutdown().await;
         let account = self.bus.shutdown(self.shutdown_timeout).await;
+        // Figures after shutdown: what plugins published while stopping (an audit logger's
+        // final seal) and whatever was refused then are counted too.
+        let plugins = running
+            .into_iter()
+            .map(|p| {
+                stopped
+                    .iter()
+                    .find(|s| s.name == p.name)
+                    .cloned()
+                    .unwrap_or(PluginStatus {
+                        state: PluginState::Stopped,
+                        ..p
+                    })
+            })
+            .collect();
         let seen = self.seen.lock().clone();
         let alerts = self.alerts.lock().clone();
         Outcome {

@@ -1,6 +1,7 @@
 //! The hash-chained file: appending, resuming, rotating, and verifying.
 
-use plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES;
+use crate::seal::{self, FirstSeal, Sealer};
+use plugbus_plugin_api::contract::audit::{Seal, SealKind, MAX_RECORD_BYTES};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -32,7 +33,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Turns a body `B` into the line written: `B` with its final `}` replaced by
 /// `,"hash":"<hash>"}`, then `\n`. Returns the line and the hash.
-pub(crate) fn seal(body: &str) -> (String, String) {
+pub(crate) fn seal_line(body: &str) -> (String, String) {
     let hash = sha256_hex(body.as_bytes());
     let open = body.strip_suffix('}').unwrap_or(body);
     let mut line = String::with_capacity(body.len() + 80);
@@ -190,6 +191,8 @@ pub(crate) struct ChainWriter {
     sync: FsyncPolicy,
     max_bytes: u64,
     max_files: u32,
+    /// With a signing key: writes the seals.
+    sealer: Option<Sealer>,
 }
 
 /// The path of rotated file number `n` (`audit.jsonl.1`, ...).
@@ -197,6 +200,11 @@ pub(crate) fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{n}"));
     PathBuf::from(s)
+}
+
+/// The body `B` of a line (without its `\n`), if it ends with a hash as records do.
+pub(crate) fn body_of(line: &str) -> Option<String> {
+    unseal(line).map(|(body, _)| body)
 }
 
 /// Reads the last complete line of a file; truncates a torn final line (a write cut short by a
@@ -266,15 +274,27 @@ fn invalid(path: &Path, reason: String) -> io::Error {
     )
 }
 
+/// Now, in Unix nanoseconds.
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 impl ChainWriter {
     /// Opens (creating if needed) the file and resumes the chain from its last record, or from
     /// the last record of `path.1` when the file is empty (a rotation just happened).
+    ///
+    /// With a `sealer`, finds the sealing state in the log and writes this run's first seal:
+    /// `begin` for a new log or file, `resume` on an existing one. Returns the seals written.
     pub(crate) fn open(
         path: &Path,
         sync: FsyncPolicy,
         max_bytes: u64,
         max_files: u32,
-    ) -> io::Result<ChainWriter> {
+        sealer: Option<Sealer>,
+    ) -> io::Result<(ChainWriter, Vec<Seal>)> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
@@ -300,7 +320,7 @@ impl ChainWriter {
             }
         };
         let size = file.seek(SeekFrom::End(0))?;
-        Ok(ChainWriter {
+        let mut writer = ChainWriter {
             path: path.to_owned(),
             file,
             size,
@@ -310,7 +330,28 @@ impl ChainWriter {
             sync,
             max_bytes,
             max_files,
-        })
+            sealer: None,
+        };
+        let mut seals = Vec::new();
+        if let Some(mut sealer) = sealer {
+            let first = sealer.resume(seal::last_seal(path)?)?;
+            writer.sealer = Some(sealer);
+            match first {
+                FirstSeal::Begin { prev_file } => {
+                    seals.push(writer.write_seal(SealKind::Begin, prev_file, None)?);
+                }
+                FirstSeal::Resume => seals.push(writer.write_seal(SealKind::Resume, None, None)?),
+                FirstSeal::FinishRotation => {
+                    writer.rename_files()?;
+                    let prev_file = writer.sealer.as_ref().map(|s| s.state.file);
+                    if let Some(s) = writer.sealer.as_mut() {
+                        s.begin_next_file();
+                    }
+                    seals.push(writer.write_seal(SealKind::Begin, prev_file, None)?);
+                }
+            }
+        }
+        Ok((writer, seals))
     }
 
     /// The `seq` of the last record written (0 if none).
@@ -318,15 +359,24 @@ impl ChainWriter {
         self.seq
     }
 
-    /// Appends a record whose body `build(seq, prev_hash)` returns. On error nothing is
-    /// recorded: a partial write is cut off again, and `seq`/`prev_hash` do not advance.
+    /// True if the log is sealed (a signing key is set).
+    pub(crate) fn sealing(&self) -> Option<&Sealer> {
+        self.sealer.as_ref()
+    }
+
+    /// Appends a record whose body `build(seq, prev_hash)` returns, and the seals it calls for
+    /// (a rotation's `rotate` and `begin` before it, a periodic one after it), returned for
+    /// publishing. On error nothing is recorded: a partial write is cut off again, and
+    /// `seq`/`prev_hash` do not advance.
     ///
     /// A line longer than [`MAX_RECORD_BYTES`] is refused (`InvalidInput`) rather than written:
     /// the verifier would call the log broken there. Callers build bodies of at most
     /// [`MAX_BODY_BYTES`], so this is the last guard, not the way size is handled.
-    pub(crate) fn append(&mut self, build: impl FnOnce(u64, &str) -> String) -> io::Result<u64> {
-        let seq = self.seq + 1;
-        let body = build(seq, &self.prev_hash);
+    pub(crate) fn append(
+        &mut self,
+        mut build: impl FnMut(u64, &str) -> String,
+    ) -> io::Result<(u64, Vec<Seal>)> {
+        let body = build(self.seq + 1, &self.prev_hash);
         if body.len() > MAX_BODY_BYTES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -336,11 +386,82 @@ impl ChainWriter {
                 ),
             ));
         }
-        let (line, hash) = seal(&body);
-        let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
-        if self.max_bytes > 0 && self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
-            self.rotate()?;
+        let mut seals = Vec::new();
+        let len = u64::try_from(body.len() + SEAL_OVERHEAD + 1).unwrap_or(u64::MAX);
+        let (line, hash) = if self.max_bytes > 0
+            && self.size > 0
+            && self.size.saturating_add(len) > self.max_bytes
+        {
+            self.rotate(&mut seals)?;
+            if seals.is_empty() {
+                seal_line(&body)
+            } else {
+                // The seals took the `seq` it was built for: build it again in its place.
+                seal_line(&build(self.seq + 1, &self.prev_hash))
+            }
+        } else {
+            seal_line(&body)
+        };
+        self.write_line(&line, hash)?;
+        let seq = self.seq;
+        let due = self
+            .sealer
+            .as_ref()
+            .is_some_and(|s| seq - s.state.last_seal_seq >= s.every);
+        if due {
+            seals.push(self.write_seal(SealKind::Periodic, None, None)?);
         }
+        Ok((seq, seals))
+    }
+
+    /// Writes a seal of `kind` now: `Periodic` only if records are waiting for one (returns
+    /// `None` otherwise, or without a key), `Final` always.
+    pub(crate) fn seal_now(&mut self, kind: SealKind) -> io::Result<Option<Seal>> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(None);
+        };
+        if kind == SealKind::Periodic && self.seq == sealer.state.last_seal_seq {
+            return Ok(None);
+        }
+        self.write_seal(kind, None, None).map(Some)
+    }
+
+    /// True if a periodic seal is due by time: records are waiting and the last seal is older
+    /// than the interval.
+    pub(crate) fn seal_due_by_time(&self) -> bool {
+        self.sealer.as_ref().is_some_and(|s| {
+            self.seq > s.state.last_seal_seq && s.sealed_at.elapsed() >= s.interval
+        })
+    }
+
+    fn write_seal(
+        &mut self,
+        kind: SealKind,
+        prev_file: Option<u64>,
+        next_file: Option<u64>,
+    ) -> io::Result<Seal> {
+        let Some(sealer) = &self.sealer else {
+            return Err(io::Error::other("no signing key"));
+        };
+        let seq = self.seq + 1;
+        let (seal, body) = sealer.build(
+            kind,
+            seq,
+            &self.prev_hash,
+            now_nanos(),
+            prev_file,
+            next_file,
+        );
+        let (line, hash) = seal_line(&body);
+        self.write_line(&line, hash)?;
+        if let Some(s) = self.sealer.as_mut() {
+            s.sealed(seq);
+        }
+        Ok(seal)
+    }
+
+    /// Writes one sealed line and moves the chain on.
+    fn write_line(&mut self, line: &str, hash: String) -> io::Result<()> {
         if let Err(e) = self
             .file
             .write_all(line.as_bytes())
@@ -350,8 +471,8 @@ impl ChainWriter {
             let _ = self.file.set_len(self.size);
             return Err(e);
         }
-        self.size += len;
-        self.seq = seq;
+        self.size += u64::try_from(line.len()).unwrap_or(u64::MAX);
+        self.seq += 1;
         self.prev_hash = hash;
         self.unsynced += 1;
         match self.sync {
@@ -359,7 +480,7 @@ impl ChainWriter {
             FsyncPolicy::EveryN(n) if self.unsynced >= n => self.sync_now()?,
             _ => {}
         }
-        Ok(seq)
+        Ok(())
     }
 
     /// Forces written records to disk.
@@ -369,9 +490,26 @@ impl ChainWriter {
         Ok(())
     }
 
+    /// Rotates: with a key, a `rotate` seal naming the next file ends this one, and a `begin`
+    /// seal naming this one starts the next (both pushed to `seals`).
+    fn rotate(&mut self, seals: &mut Vec<Seal>) -> io::Result<()> {
+        let file = self.sealer.as_ref().map(|s| s.state.file);
+        if let Some(file) = file {
+            seals.push(self.write_seal(SealKind::Rotate, None, Some(file + 1))?);
+        }
+        self.rename_files()?;
+        if let Some(s) = self.sealer.as_mut() {
+            s.begin_next_file();
+        }
+        if file.is_some() {
+            seals.push(self.write_seal(SealKind::Begin, file, None)?);
+        }
+        Ok(())
+    }
+
     /// `audit.jsonl` -> `.1`, `.1` -> `.2`, ... up to `max_files`, dropping the oldest; then a
     /// fresh file continues the chain.
-    fn rotate(&mut self) -> io::Result<()> {
+    fn rename_files(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
         if self.max_files == 0 {
             fs::remove_file(&self.path)?;
@@ -410,7 +548,7 @@ mod tests {
     #[test]
     fn seal_and_unseal_round_trip() {
         let body = r#"{"seq":1,"prev_hash":"0"}"#;
-        let (line, hash) = seal(body);
+        let (line, hash) = seal_line(body);
         assert_eq!(hash, sha256_hex(body.as_bytes()));
         assert!(line.ends_with(&format!(",\"hash\":\"{hash}\"}}\n")));
         let (b, h) = unseal(line.trim_end_matches('\n')).unwrap();

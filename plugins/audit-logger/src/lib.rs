@@ -9,8 +9,9 @@
 //!
 //! The body `B` of a record is a compact JSON object with, in this order:
 //! `seq` (1, 2, ... across restarts and rotations), `ts` (the event's timestamp, RFC 3339 UTC
-//! with nanoseconds), `event_id` (hyphenated UUID), `event_type`, `category`, `source`,
-//! `correlation_id` and `causation_id` (only when present), `metadata` (the other metadata
+//! with nanoseconds), `event_id` (hyphenated UUID), `event_type`, `category`, `source` (what
+//! the publisher says), `origin` (where the host says it came from: `host`, `input:stdin:17`,
+//! `plugin:auth-enhancer`, `local`, ...; no publisher can set it), `correlation_id` and `causation_id` (only when present), `metadata` (the other metadata
 //! entries, only when there are some), the payload (exactly one of the three fields below) and
 //! `prev_hash` (the previous record's `hash`, or 64 `0`s for the first record ever). The line
 //! written is `B` with its final `}` replaced by `,"hash":"<lowercase hex SHA-256 of B>"}`, then
@@ -77,6 +78,7 @@ mod chain;
 mod record;
 mod redact;
 mod scan;
+mod seal;
 
 pub use chain::{sha256_hex, verify_chain, ChainError, GENESIS_HASH};
 pub use plugbus_plugin_api::contract::audit::MAX_RECORD_BYTES;
@@ -84,13 +86,18 @@ pub use record::REDACTED;
 pub use redact::DEFAULT_REDACT;
 
 use chain::{ChainWriter, FsyncPolicy, MAX_BODY_BYTES};
+use plugbus_plugin_api::contract::audit::{Seal, SealKind};
 use plugbus_plugin_api::contract::{Category, Pattern};
 use plugbus_plugin_api::{
     export_plugin, parse_config, Event, HostHandle, Plugin, PluginError, Subscription,
 };
 use redact::Redactor;
+use seal::Sealer;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// The plugin's name.
 pub const NAME: &str = "audit-logger";
@@ -130,6 +137,26 @@ pub struct Config {
     pub max_bytes: u64,
     /// Rotated files kept.
     pub max_files: u32,
+    /// The Ed25519 secret key file (`plugbus audit keygen`) that signs the seals; no seals
+    /// without it.
+    pub signing_key: Option<PathBuf>,
+    /// Seal at least every this many records (with a key).
+    pub seal_every: u64,
+    /// Seal at least this often while records wait for a seal (with a key), e.g. `"1s"`.
+    #[serde(with = "humantime_serde_compat")]
+    pub seal_interval: Duration,
+}
+
+/// `seal_interval` as a human-readable duration (`"1s"`, `"250ms"`).
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("'{text}' is not a duration: {e}")))
+    }
 }
 
 impl Default for Config {
@@ -144,6 +171,9 @@ impl Default for Config {
             fsync_every: 100,
             max_bytes: 0,
             max_files: 5,
+            signing_key: None,
+            seal_every: 1000,
+            seal_interval: Duration::from_secs(1),
         }
     }
 }
@@ -184,9 +214,41 @@ pub struct AuditLogger {
     exclude: Vec<Pattern>,
     redact: Redactor,
     sync: FsyncPolicy,
-    writer: Option<ChainWriter>,
+    host: HostHandle,
+    /// The signing key, read when the plugin is built (so a bad key is a config error).
+    key: Option<ed25519_dalek::SigningKey>,
+    log: Arc<Log>,
+    /// Seals on time while records wait (with a key).
+    ticker: Option<JoinHandle<()>>,
     recorded: u64,
     skipped: u64,
+}
+
+/// The open log, shared by the handler and the seal ticker.
+#[derive(Debug, Default)]
+struct Log {
+    writer: Mutex<Option<ChainWriter>>,
+    /// Set to stop the ticker; with `wake`.
+    stopping: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Log {
+    fn writer(&self) -> std::sync::MutexGuard<'_, Option<ChainWriter>> {
+        // A panic while holding the lock leaves the writer as consistent as any I/O error
+        // would (append cuts off partial lines), so carry on with it.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Publishes each seal as an `audit.sealed` event: a witness outside the file. A refusal is
+/// logged, not fatal: the seal is in the log either way.
+fn witness(host: &HostHandle, seals: &[Seal]) {
+    for seal in seals {
+        if let Err(e) = host.publish(seal) {
+            tracing::warn!(seq = seal.seq, kind = seal.kind.as_str(), error = %e, "audit seal not published");
+        }
+    }
 }
 
 impl AuditLogger {
@@ -196,25 +258,96 @@ impl AuditLogger {
             && !self.exclude.iter().any(|p| p.matches(event_type))
     }
 
-    fn writer(&mut self) -> Result<&mut ChainWriter, PluginError> {
-        if self.writer.is_none() {
-            let w = ChainWriter::open(
-                &self.config.path,
-                self.sync,
-                self.config.max_bytes,
+    /// Opens the log into `slot` if it is not open (writing this run's first seal with a
+    /// key), and returns the seals written.
+    fn open_into(&self, slot: &mut Option<ChainWriter>) -> Result<Vec<Seal>, PluginError> {
+        if slot.is_some() {
+            return Ok(Vec::new());
+        }
+        let sealer = self.key.clone().map(|key| {
+            Sealer::new(
+                key,
+                self.config.seal_every,
+                self.config.seal_interval,
                 self.config.max_files,
             )
-            .map_err(|e| {
-                PluginError::retryable(format_args!(
-                    "cannot open audit log '{}': {e}",
-                    self.config.path.display()
-                ))
-            })?;
-            self.writer = Some(w);
+        });
+        let (w, seals) = ChainWriter::open(
+            &self.config.path,
+            self.sync,
+            self.config.max_bytes,
+            self.config.max_files,
+            sealer,
+        )
+        .map_err(|e| {
+            PluginError::retryable(format_args!(
+                "cannot open audit log '{}': {e}",
+                self.config.path.display()
+            ))
+        })?;
+        *slot = Some(w);
+        Ok(seals)
+    }
+
+    /// Starts the thread that seals on time while records wait.
+    fn start_ticker(&mut self) {
+        if self.key.is_none() || self.ticker.is_some() {
+            return;
         }
-        self.writer
-            .as_mut()
-            .ok_or_else(|| PluginError::permanent("audit log is not open"))
+        let log = Arc::clone(&self.log);
+        let host = self.host.clone();
+        let interval = self.config.seal_interval;
+        // Check a few times per interval, so a seal is at most ~1.25 intervals late.
+        let tick = (interval / 4).max(Duration::from_millis(1));
+        let spawned = std::thread::Builder::new()
+            .name("audit-seal".to_owned())
+            .spawn(move || loop {
+                {
+                    let stopping = log.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+                    let (stopping, _) = log
+                        .wake
+                        .wait_timeout_while(stopping, tick, |s| !*s)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if *stopping {
+                        return;
+                    }
+                }
+                let sealed = {
+                    let mut guard = log.writer();
+                    match guard.as_mut() {
+                        Some(w) if w.seal_due_by_time() => w.seal_now(SealKind::Periodic),
+                        _ => Ok(None),
+                    }
+                };
+                match sealed {
+                    Ok(Some(seal)) => witness(&host, std::slice::from_ref(&seal)),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot write audit seal"),
+                }
+            });
+        match spawned {
+            Ok(handle) => self.ticker = Some(handle),
+            // Seals still come every `seal_every` records and at stop.
+            Err(e) => tracing::error!(error = %e, "cannot start the audit seal thread"),
+        }
+    }
+
+    fn stop_ticker(&mut self) {
+        if let Some(handle) = self.ticker.take() {
+            *self
+                .log
+                .stopping
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = true;
+            self.log.wake.notify_all();
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for AuditLogger {
+    fn drop(&mut self) {
+        self.stop_ticker();
     }
 }
 
@@ -224,7 +357,7 @@ impl Plugin for AuditLogger {
     const DESCRIPTION: &'static str =
         "tamper-evident JSON Lines audit log with a SHA-256 hash chain";
 
-    fn new(_host: HostHandle, config: serde_json::Value) -> Result<Self, PluginError> {
+    fn new(host: HostHandle, config: serde_json::Value) -> Result<Self, PluginError> {
         let config: Config = parse_config(NAME, config)?;
         if config.path.as_os_str().is_empty() {
             return Err(PluginError::config(format_args!(
@@ -244,13 +377,34 @@ impl Plugin for AuditLogger {
         let include = patterns("include", &config.include)?;
         let exclude = patterns("exclude", &config.exclude)?;
         let redact = redactor(&config)?;
+        if config.seal_every == 0 {
+            return Err(PluginError::config(format_args!(
+                "invalid configuration for plugin '{NAME}': key 'seal_every': must be at least 1"
+            )));
+        }
+        if config.seal_interval.is_zero() {
+            return Err(PluginError::config(format_args!(
+                "invalid configuration for plugin '{NAME}': key 'seal_interval': must be more than 0"
+            )));
+        }
+        let key = match &config.signing_key {
+            None => None,
+            Some(path) => Some(seal::read_signing_key(path).map_err(|e| {
+                PluginError::config(format_args!(
+                    "invalid configuration for plugin '{NAME}': key 'signing_key': {e}"
+                ))
+            })?),
+        };
         Ok(AuditLogger {
             config,
             include,
             exclude,
             redact,
             sync,
-            writer: None,
+            host,
+            key,
+            log: Arc::default(),
+            ticker: None,
             recorded: 0,
             skipped: 0,
         })
@@ -264,10 +418,18 @@ impl Plugin for AuditLogger {
     }
 
     fn start(&mut self) -> Result<(), PluginError> {
-        let seq = self
-            .writer()
-            .map_err(|e| PluginError::permanent(e.message()))?
-            .seq();
+        let (seq, seals, key_id) = {
+            let mut guard = self.log.writer();
+            let seals = self
+                .open_into(&mut guard)
+                .map_err(|e| PluginError::permanent(e.message()))?;
+            let w = guard
+                .as_ref()
+                .ok_or_else(|| PluginError::permanent("audit log is not open"))?;
+            (w.seq(), seals, w.sealing().map(|s| s.key_id().to_owned()))
+        };
+        witness(&self.host, &seals);
+        self.start_ticker();
         tracing::info!(
             path = %self.config.path.display(),
             last_seq = seq,
@@ -278,6 +440,9 @@ impl Plugin for AuditLogger {
             exclude = ?self.config.exclude,
             redact = ?self.config.redact,
             redact_extra = ?self.config.redact_extra,
+            signed_by = key_id.as_deref().unwrap_or("none"),
+            seal_every = self.config.seal_every,
+            seal_interval = ?self.config.seal_interval,
             "audit log open"
         );
         Ok(())
@@ -288,21 +453,30 @@ impl Plugin for AuditLogger {
             self.skipped += 1;
             return Ok(());
         }
-        let redact = std::mem::take(&mut self.redact);
         let mut too_large = false;
-        let result = self.writer().and_then(|w| {
-            w.append(|seq, prev| {
-                record::record_body(seq, event, &redact, prev, MAX_BODY_BYTES).unwrap_or_else(
-                    |record::TooLarge| {
-                        too_large = true;
-                        record::too_large_body(seq, event, prev)
-                    },
-                )
-            })
-            .map_err(|e| PluginError::retryable(format_args!("cannot append audit record: {e}")))
-        });
-        self.redact = redact;
-        let seq = result?;
+        let (result, opened) = {
+            let mut guard = self.log.writer();
+            let opened = self.open_into(&mut guard)?;
+            let redact = &self.redact;
+            let result = match guard.as_mut() {
+                Some(w) => w
+                    .append(|seq, prev| {
+                        record::record_body(seq, event, redact, prev, MAX_BODY_BYTES)
+                            .unwrap_or_else(|record::TooLarge| {
+                                too_large = true;
+                                record::too_large_body(seq, event, prev)
+                            })
+                    })
+                    .map_err(|e| {
+                        PluginError::retryable(format_args!("cannot append audit record: {e}"))
+                    }),
+                None => Err(PluginError::permanent("audit log is not open")),
+            };
+            (result, opened)
+        };
+        witness(&self.host, &opened);
+        let (seq, seals) = result?;
+        witness(&self.host, &seals);
         self.recorded += 1;
         if too_large {
             // Recorded, but only as a marker: say so where operators look.
@@ -321,17 +495,28 @@ impl Plugin for AuditLogger {
     }
 
     fn stop(&mut self) -> Result<(), PluginError> {
-        if let Some(mut w) = self.writer.take() {
-            w.sync_now()
-                .map_err(|e| PluginError::retryable(format_args!("cannot sync audit log: {e}")))?;
-            tracing::info!(
-                path = %self.config.path.display(),
-                last_seq = w.seq(),
-                recorded = self.recorded,
-                skipped = self.skipped,
-                "audit log closed"
-            );
+        self.stop_ticker();
+        let Some(mut w) = self.log.writer().take() else {
+            return Ok(());
+        };
+        // The final seal says the log was closed here: a verifier calls a log that does not
+        // end with one truncated (or not closed).
+        let last = w.seal_now(SealKind::Final).map_err(|e| {
+            PluginError::retryable(format_args!("cannot write final audit seal: {e}"))
+        })?;
+        w.sync_now()
+            .map_err(|e| PluginError::retryable(format_args!("cannot sync audit log: {e}")))?;
+        if let Some(seal) = &last {
+            witness(&self.host, std::slice::from_ref(seal));
         }
+        tracing::info!(
+            path = %self.config.path.display(),
+            last_seq = w.seq(),
+            recorded = self.recorded,
+            skipped = self.skipped,
+            sealed = last.is_some(),
+            "audit log closed"
+        );
         Ok(())
     }
 }
@@ -423,6 +608,7 @@ mod tests {
         )
         .with_id(id)
         .with_source("web")
+        .with_origin("input:stdin:3")
         .at_unix_nanos(1_700_000_000_000_000_007)
         .with_metadata("request_id", "r-1")
         .with_metadata("correlation_id", "c-1")
@@ -433,7 +619,8 @@ mod tests {
         let body = concat!(
             r#"{"seq":1,"ts":"2023-11-14T22:13:20.000000007Z","#,
             r#""event_id":"018f3a2b-4c5d-7e6f-8091-a2b3c4d5e6f7","event_type":"user.login","#,
-            r#""category":"business","source":"web","correlation_id":"c-1","causation_id":"e-0","#,
+            r#""category":"business","source":"web","origin":"input:stdin:3","#,
+            r#""correlation_id":"c-1","causation_id":"e-0","#,
             r#""metadata":{"request_id":"r-1","tenant":"acme"},"#,
             r#""data":{"user_id":"alice","Password":"[REDACTED]","nested":{"token":"[REDACTED]","keep":[1,{"secret":"[REDACTED]"}]},"z":1.5,"a":null},"#,
             r#""prev_hash":"0000000000000000000000000000000000000000000000000000000000000000"}"#

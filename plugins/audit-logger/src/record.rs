@@ -64,8 +64,8 @@ fn cut(s: &str, max: usize) -> (&str, bool) {
     (&s[..end], true)
 }
 
-/// `{"seq":..,"ts":..,"event_id":..,"event_type":..,"category":..,"source":..` (no closing
-/// brace), with `event_type` and `source` cut to `max_field` bytes. Returns whether one was cut.
+/// `{"seq":..,"ts":..,"event_id":..,"event_type":..,"category":..,"source":..,"origin":..` (no
+/// closing brace), with `event_type`, `source` and `origin` cut to `max_field` bytes. Returns whether one was cut.
 fn header(out: &mut String, seq: u64, event: &Event<'_>, max_field: usize) -> bool {
     let _ = write!(out, "{{\"seq\":{seq},\"ts\":");
     push_json_str(out, &rfc3339_nanos(event.timestamp_unix_nanos()));
@@ -82,7 +82,11 @@ fn header(out: &mut String, seq: u64, event: &Event<'_>, max_field: usize) -> bo
     out.push_str(",\"source\":");
     let (source, cut_source) = cut(event.source(), max_field);
     push_json_str(out, source);
-    cut_type || cut_source
+    // Where it really came from (stamped by the host), beside what it claims to be from.
+    out.push_str(",\"origin\":");
+    let (origin, cut_origin) = cut(event.origin(), max_field);
+    push_json_str(out, origin);
+    cut_type || cut_source || cut_origin
 }
 
 /// Appends `"key":"value"`, or the redaction marker as the value when `key` is redacted.
@@ -98,7 +102,7 @@ fn push_entry(out: &mut String, redactor: &Redactor, key: &str, value: &str) {
 
 /// Builds the body `B` of a record: the exact bytes that are hashed.
 ///
-/// Field order: `seq`, `ts`, `event_id`, `event_type`, `category`, `source`, `correlation_id`
+/// Field order: `seq`, `ts`, `event_id`, `event_type`, `category`, `source`, `origin`, `correlation_id`
 /// and `causation_id` (if present), `metadata` (the other entries, if any), then the payload as
 /// exactly one of `data`, `data_text` or `data_invalid` (see the crate docs), then `prev_hash`.
 ///

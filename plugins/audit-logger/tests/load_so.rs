@@ -77,6 +77,7 @@ fn the_shared_library_loads_and_records() {
         event_type: "user.login".into(),
         category: 2,
         source: "app".into(),
+        origin: "input:stdin:4".into(),
         timestamp_unix_nanos: 1_700_000_000_000_000_000,
         schema_version: 1,
         payload_json: br#"{"user_id":"alice","password":"pw"}"#.as_slice().into(),

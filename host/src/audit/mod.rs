@@ -20,14 +20,28 @@
 //!
 //! The verifier streams: memory stays bounded by the longest line
 //! ([`MAX_LINE_BYTES`]), whatever the size of the log.
+//!
+//! # What a chain alone cannot tell, and seals
+//!
+//! Whoever can write the file can cut records off its end or its start, empty it, drop a
+//! whole file of a rotated set, or rewrite it and recompute every hash: the chain still
+//! agrees with itself. With a signing key the audit logger also writes signed seal records,
+//! and [`verify_sealed`] checks them against the public key ([`seals`] says what that
+//! detects); [`keys`] makes and reads the key pair (`plugbus audit keygen`).
+
+pub mod keys;
+pub mod seals;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::VerifyingKey;
+use plugbus::contract::audit::is_seal_record;
 use sha2::{Digest, Sha256};
 
 use crate::error::{VerifyError, VerifyErrorKind};
+use seals::{SealCheck, SealSummary};
 
 /// The longest line the verifier accepts, not counting its `\n`: 16 MiB.
 ///
@@ -63,6 +77,8 @@ pub struct VerifyReport {
     /// from (all zeros when it starts at the first record ever). Reported, not
     /// checked, unless the first record has `seq` 1.
     pub first_prev_hash: Option<String>,
+    /// Records that are seal records (counted, not checked, without a key).
+    pub seal_records: u64,
 }
 
 /// Verifies one audit log file on its own.
@@ -85,6 +101,42 @@ pub fn verify_files(paths: &[PathBuf]) -> Result<VerifyReport, VerifyError> {
     Ok(chain.report)
 }
 
+/// Verifies a rotated set of audit logs (oldest first, or one file) with their seals: the
+/// chain as [`verify_files`] does, and every seal against `key` (see [`seals`]). With
+/// `live`, records after the last seal (a log still being written) are reported in
+/// [`SealSummary::unsealed_tail`] instead of failing the check.
+///
+/// # Errors
+/// The first broken record or seal, or what is wrong with the set as a whole (a missing
+/// first or last file, no final seal) with the last file's name and no line.
+pub fn verify_sealed(
+    paths: &[PathBuf],
+    key: &VerifyingKey,
+    live: bool,
+) -> Result<(VerifyReport, SealSummary), VerifyError> {
+    let mut chain = Chain {
+        seals: Some(SealCheck::new(*key, live)),
+        ..Chain::default()
+    };
+    for path in paths {
+        chain.verify_path(path)?;
+    }
+    let last = paths.last().cloned().unwrap_or_default();
+    let summary = chain
+        .seals
+        .take()
+        .map(SealCheck::finish)
+        .transpose()
+        .map_err(|reason| VerifyError {
+            path: last,
+            line: None,
+            seq: None,
+            kind: VerifyErrorKind::Seal { reason },
+        })?
+        .unwrap_or_default();
+    Ok((chain.report, summary))
+}
+
 /// Verifies a log read from `reader` (e.g. standard input); `name` stands for the
 /// file in errors.
 pub fn verify_reader<R: BufRead>(reader: R, name: &Path) -> Result<VerifyReport, VerifyError> {
@@ -99,6 +151,8 @@ struct Chain {
     /// `seq` and `hash` of the last verified record.
     last: Option<(u64, String)>,
     report: VerifyReport,
+    /// With a key: the seal checks.
+    seals: Option<SealCheck>,
 }
 
 /// A broken line, before the file name is attached.
@@ -127,6 +181,14 @@ impl Chain {
     fn verify_reader<R: BufRead>(&mut self, mut reader: R, path: &Path) -> Result<(), VerifyError> {
         let mut buffer = Vec::new();
         let mut line_number: u64 = 0;
+        if let Some(seals) = self.seals.as_mut() {
+            seals.start_file().map_err(|reason| VerifyError {
+                path: path.to_path_buf(),
+                line: Some(1),
+                seq: None,
+                kind: VerifyErrorKind::Seal { reason },
+            })?;
+        }
         loop {
             buffer.clear();
             line_number += 1;
@@ -216,8 +278,16 @@ impl Chain {
                     }));
                 }
                 self.report.first_seq = Some(seq);
-                self.report.first_prev_hash = Some(prev_hash);
+                self.report.first_prev_hash = Some(prev_hash.clone());
             }
+        }
+        if let Some(seals) = self.seals.as_mut() {
+            seals
+                .record(seq, &prev_hash, &body)
+                .map_err(|reason| broken(VerifyErrorKind::Seal { reason }))?;
+        }
+        if is_seal_record(&body) {
+            self.report.seal_records += 1;
         }
         self.report.records += 1;
         self.report.last_seq = Some(seq);
