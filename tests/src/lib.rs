@@ -110,27 +110,28 @@ pub fn built_library(crate_name: &str) -> PathBuf {
     }
 }
 
-/// The `plugbus` binary of this build (beside the test binary's folder), built with
-/// `cargo build` if it is missing there.
-///
-/// An existing binary is used as it is: build it (`cargo build -p plugbus-host --bin plugbus`)
-/// after changing the host. It cannot be built from inside a test when `cargo test` holds the
-/// target folder's lock.
+/// The `plugbus` binary of this build (beside the test binary's folder), brought up to date
+/// with `cargo build` once per test process (cargo does not hold the target folder's lock
+/// while tests run, so this works from inside `cargo test`).
 ///
 /// # Panics
 /// When the build fails.
 pub fn plugbus_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let bin = profile_dir.join("plugbus");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "plugbus-host", "--bin", "plugbus"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            // Always asked, so a binary older than the sources is rebuilt (a no-op when it is
+            // up to date); `cargo test` itself builds libraries, not the host's binary.
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "plugbus-host", "--bin", "plugbus"])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            profile_dir.join("plugbus")
+        })
+        .clone()
 }
 
 /// A private plugin directory (`0755`) inside a private temp dir, removed on drop.

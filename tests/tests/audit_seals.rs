@@ -14,26 +14,8 @@ use std::process::{Command, Output, Stdio};
 
 use ed25519_dalek::{Signer, SigningKey};
 use plugbus::contract::audit::{hex, Seal};
-use plugbus_tests::{crates, PluginDir};
+use plugbus_tests::{crates, plugbus_binary, PluginDir};
 use sha2::{Digest, Sha256};
-
-/// The `plugbus` binary of this build, brought up to date once per test process (`cargo
-/// test` builds libraries, not the host's binary).
-fn plugbus_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "plugbus-host", "--bin", "plugbus"])
-                .status()
-                .unwrap();
-            assert!(status.success());
-            profile_dir.join("plugbus")
-        })
-        .clone()
-}
 
 fn text(o: &Output) -> String {
     format!(
