@@ -12,7 +12,9 @@
 use crate::text::SmallText;
 use std::fmt;
 
-/// Where an event came from, as stamped by whoever admitted it; see the [module docs](self).
+/// Where an event came from, as stamped by whoever admitted it (never by the event's author:
+/// an event's `source` is what its publisher says, its origin what the party that accepted it
+/// knows).
 ///
 /// Its text form is stable (it is written to audit logs and crosses the plugin ABI):
 /// `local`, `host`, `input:<name>:<line>`, `plugin:<name>` or `remote:<peer>`.

@@ -329,7 +329,30 @@ mod tests {
         let r = host.publish(forged).into_result().unwrap_err();
         assert!(r.kind == RefusalKind::Forbidden && r.message.contains("plugbus-host"));
         assert_eq!(c.refused_forbidden.load(Ordering::Relaxed), 4);
+        // Too large for an audit record: refused at the door, sizes named.
+        let big = format!("\"{}\"", "x".repeat(MAX_EVENT_BYTES));
+        let r = host
+            .publish(owned("fixture.ping", 3, &big))
+            .into_result()
+            .unwrap_err();
+        assert_eq!(r.kind, RefusalKind::Invalid);
+        assert!(
+            r.message.contains(&MAX_EVENT_BYTES.to_string()),
+            "{}",
+            r.message
+        );
+        assert_eq!(c.refused_invalid.load(Ordering::Relaxed), 2);
         drop(host);
         assert_eq!(c.published.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn plugin_events_are_stamped_with_the_plugin_as_origin() {
+        let event = owned_to_event("auth-enhancer", &owned("user.login_failed", 2, "{}")).unwrap();
+        assert_eq!(event.origin().as_str(), "plugin:auth-enhancer");
+        assert_eq!(event.source(), "auth-enhancer");
+        with_view(&event, b"{}", |view| {
+            assert_eq!(view.origin.as_str(), "plugin:auth-enhancer");
+        });
     }
 }

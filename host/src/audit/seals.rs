@@ -1,7 +1,8 @@
 //! Checking an audit log's signed seals (`plugbus audit verify --pubkey`).
 //!
 //! The chain check (the parent module) proves the records agree with each other. With the
-//! public key, [`SealCheck`] also proves they are the ones the logger wrote, all of them:
+//! public key, the seal check ([`verify_sealed`](super::verify_sealed)) also proves they are
+//! the ones the logger wrote, all of them:
 //!
 //! - every seal's Ed25519 signature is valid for the key, and the seal agrees with its place:
 //!   its `seq`, its `head_hash` (the record before it), the range it covers (from one after the

@@ -558,6 +558,61 @@ mod tests {
         assert_eq!(line.len() - 1, body.len() + SEAL_OVERHEAD);
     }
 
+    fn sealer() -> Sealer {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+        Sealer::new(key, 1000, std::time::Duration::from_secs(3600), 3)
+    }
+
+    fn record(w: &mut ChainWriter, n: u64) {
+        w.append(|seq, prev| {
+            format!(r#"{{"seq":{seq},"ts":"t","event_id":"e{n}","prev_hash":"{prev}"}}"#)
+        })
+        .unwrap();
+    }
+
+    fn seals_in(path: &Path) -> Vec<Seal> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(body_of)
+            .filter_map(|b| seal::parse_seal(&b))
+            .collect()
+    }
+
+    #[test]
+    fn a_rotation_cut_short_after_its_rotate_seal_is_finished_on_restart() {
+        let dir = std::env::temp_dir().join(format!("plugbus-chain-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let (mut w, seals) =
+            ChainWriter::open(&path, FsyncPolicy::Never, 0, 3, Some(sealer())).unwrap();
+        assert_eq!(seals[0].kind, SealKind::Begin);
+        record(&mut w, 1);
+        record(&mut w, 2);
+        // The host dies right after the rotate seal, before the files are renamed.
+        w.write_seal(SealKind::Rotate, None, Some(2)).unwrap();
+        drop(w);
+        let (w, seals) =
+            ChainWriter::open(&path, FsyncPolicy::Never, 0, 3, Some(sealer())).unwrap();
+        assert_eq!(seals.len(), 1);
+        let begin = &seals[0];
+        assert_eq!(begin.kind, SealKind::Begin);
+        assert_eq!((begin.file, begin.prev_file), (2, Some(1)));
+        assert_eq!(begin.from_seq, begin.seq, "a begin seal covers nothing new");
+        drop(w);
+        // The old file was moved aside and ends with its rotate seal; the new one begins.
+        let old = seals_in(&rotated(&path, 1));
+        assert_eq!(old.last().unwrap().kind, SealKind::Rotate);
+        assert_eq!(seals_in(&path), vec![begin.clone()]);
+        assert_eq!(verify_chain(rotated(&path, 1)).unwrap(), 4);
+        // A restart on the fresh file resumes it, in file 2.
+        let (_, seals) =
+            ChainWriter::open(&path, FsyncPolicy::Never, 0, 3, Some(sealer())).unwrap();
+        assert_eq!((seals[0].kind, seals[0].file), (SealKind::Resume, 2));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn sha256_of_known_input() {
         assert_eq!(

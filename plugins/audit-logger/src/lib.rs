@@ -68,6 +68,21 @@
 //! | `fsync_every` | 100 | records between fsyncs with `every_n` |
 //! | `max_bytes` | 0 (no rotation) | rotate when the file would grow past this size |
 //! | `max_files` | 5 | rotated files kept (`path.1` newest ... `path.N` oldest) |
+//! | `signing_key` | none | the Ed25519 secret key file (`plugbus audit keygen`) that signs seals; no seals without it |
+//! | `seal_every` | 1000 | with a key: seal at least every this many records |
+//! | `seal_interval` | `1s` | with a key: seal at least this often while records wait |
+//!
+//! # Seals
+//!
+//! With `signing_key`, seal records ([`Seal`],
+//! `{"seq":N,"ts":..,"seal":{..},"prev_hash":..}`) are written into the chain: `begin` as the
+//! first record of each file, `periodic` every `seal_every` records and every `seal_interval`
+//! while records wait (a thread of the plugin's own), `rotate` as the last record of a file
+//! (naming the next file's number), `resume` when the logger starts on an existing log, and
+//! `final` at stop. Each is signed over the log's id, the file's number, the range of records
+//! since the previous seal and the hash of the last one, and published as an `audit.sealed`
+//! event (a witness off the file). `plugbus audit verify --pubkey` checks them; see the seal
+//! module of the host for what that detects.
 //!
 //! On start an existing file is continued from its last record (a final line cut short by a
 //! crash is cut off first). Rotation renames the file to `path.1` (shifting older ones) and
@@ -865,6 +880,47 @@ mod tests {
         );
         assert_eq!(field(&all[2], "data"), serde_json::Value::Null);
         assert!(!all[2].contains("password"));
+    }
+
+    #[test]
+    fn a_bad_signing_key_is_a_config_error_naming_the_file() {
+        let dir = TempDir::new("badkey");
+        let host = FakeHost::new();
+        let missing = dir.file("nope.key");
+        let err = host
+            .load::<AuditLogger>(json!({ "path": dir.file("a.jsonl"), "signing_key": missing }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("signing_key") && err.contains("nope.key"),
+            "{err}"
+        );
+        let public = dir.file("audit.pub");
+        fs::write(
+            &public,
+            format!(
+                "{}\n{}\n",
+                plugbus_plugin_api::contract::audit::PUBLIC_KEY_HEADER,
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
+        let err = host
+            .load::<AuditLogger>(json!({ "path": dir.file("a.jsonl"), "signing_key": public }))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a plugbus audit secret key"), "{err}");
+        assert!(
+            !err.contains(&"ab".repeat(32)),
+            "no key material in errors: {err}"
+        );
+        for (key, value) in [("seal_every", json!(0)), ("seal_interval", json!("0s"))] {
+            let err = host
+                .load::<AuditLogger>(json!({ "path": dir.file("a.jsonl"), key: value }))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]
