@@ -108,3 +108,64 @@ fn a_pin_by_name_that_does_not_match_refuses_the_file_through_the_binary() {
         "{all}"
     );
 }
+
+#[test]
+fn a_required_plugin_deleted_while_watching_stops_slow_input_at_once_with_exit_1() {
+    use std::io::Write as _;
+    let dir = PluginDir::new();
+    let so = dir.add(crates::AUDIT_LOGGER);
+    let log = dir.scratch().join("audit.jsonl");
+    let config_path = dir.scratch().join("plugbus.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[plugins]\ndirectories = [\"{}\"]\nwatch = true\n[plugin.audit-logger]\nrequired = true\nconfig = {{ path = \"{}\" }}\n",
+            dir.path().display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(plugbus_binary())
+        .args(["run", "-c"])
+        .arg(&config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let line = b"{\"type\":\"user.login\",\"data\":{\"user_id\":\"u\",\"ip\":\"10.0.0.1\"}}\n";
+    // A slow input: 3 events, the plugin file deleted, then more events, slowly.
+    let mut written = 0;
+    for _ in 0..3 {
+        stdin.write_all(line).unwrap();
+        written += 1;
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::remove_file(&so).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if stdin.write_all(line).and_then(|()| stdin.flush()).is_err() {
+            break; // the host stopped reading and closed its end
+        }
+        written += 1;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("required plugin 'audit-logger' is not loaded: no more input is taken"),
+        "{all}"
+    );
+    assert!(all.contains("NOT balanced"), "{all}");
+    assert!(
+        std::time::Instant::now() < deadline,
+        "the host stopped taking input on its own ({written} lines written): {all}"
+    );
+}

@@ -176,7 +176,10 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
     }
     progress.finish_and_clear();
     let load_failed = !session.load.is_ok();
-    let outcome = session.finish().await;
+    let mut outcome = session.finish().await;
+    if outcome.required_failure.is_none() {
+        outcome.required_failure = required_failed.clone();
+    }
     summary::print(&outcome);
     let required_failed = required_failed.or_else(|| outcome.required_failure.clone());
     if let Some(why) = &required_failed {

@@ -19,6 +19,9 @@ fn forbidden(event: &Event) -> Option<String> {
 /// How often, in published events, `run` looks at the required plugins.
 const REQUIRED_CHECK_EVERY: u64 = 512;
 
+/// ... and at least this often, however slowly input comes.
+const REQUIRED_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// JSON Lines events to publish: a file, or `-` for stdin.
@@ -98,11 +101,19 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     // A required plugin that is not there, or fails, stops the input (fail closed).
     let mut required_failed = session.required_failure();
     let mut checked_at = 0u64;
+    // Also checked on time, so slow input stops as soon as a required plugin is gone (a
+    // deleted .so with hot-plug on), not hundreds of events later.
+    let mut check = tokio::time::interval(REQUIRED_CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while required_failed.is_none() {
         let item = tokio::select! {
             _ = &mut stop => {
                 progress.suspend(|| eprintln!("stop requested: shutting down"));
                 break;
+            }
+            _ = check.tick() => {
+                required_failed = session.required_failure();
+                continue;
             }
             item = lines.next_line() => item,
         };
@@ -162,7 +173,10 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     }
     let line_no = lines.lines_read();
     let load_failed = !session.load.is_ok();
-    let outcome = session.finish().await;
+    let mut outcome = session.finish().await;
+    if outcome.required_failure.is_none() {
+        outcome.required_failure = required_failed.clone();
+    }
     summary::print(&outcome);
     println!(
         "\nInput: {line_no} lines, {published} events published, {malformed} malformed (skipped), {refused} refused, {forbidden_lines} forbidden (the host's own types or sources)"

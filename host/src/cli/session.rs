@@ -46,10 +46,13 @@ impl Outcome {
             .sum()
     }
 
-    /// True only if the bus's account balances and no plugin's publish was refused or left
-    /// behind: what a run may call "balanced".
+    /// True only if the bus's account balances, no plugin's publish was refused or left
+    /// behind, and no required plugin failed (its records, an audit trail, are incomplete):
+    /// what a run may call "balanced".
     pub(crate) fn is_balanced(&self) -> bool {
-        self.account.is_balanced() && self.publish_refusals() == 0
+        self.account.is_balanced()
+            && self.publish_refusals() == 0
+            && self.required_failure.is_none()
     }
 }
 

@@ -144,6 +144,9 @@ pub(crate) fn print(o: &Outcome) {
         a.in_flight,
         if o.is_balanced() { "balanced" } else { "NOT balanced" }
     );
+    if let Some(why) = &o.required_failure {
+        println!("  {why}: what it should have recorded is incomplete");
+    }
     let lost = o.publish_refusals();
     if lost > 0 {
         println!("  {lost} event(s) published by plugins were refused or never reached the bus (see Plugins above)");
