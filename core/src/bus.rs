@@ -173,28 +173,6 @@ impl Table {
     }
 }
 
-/// A mailbox task: one delivery at a time, in order.
-async fn drain_in_order(shared: Arc<Shared>, s: Arc<Sub>) {
-    loop {
-        while let Some(event) = s.mailbox.pop() {
-            let mut in_hand = InHand {
-                shared: &shared,
-                sub: &s,
-                event: Some(event),
-            };
-            if let Some(event) = &in_hand.event {
-                dispatch::deliver(&shared, &s, event).await;
-            }
-            // Same poll as the delivery's outcome: an abort cannot fall in between.
-            in_hand.event = None;
-        }
-        if s.mailbox.is_closed() && s.mailbox.len() == 0 {
-            break;
-        }
-        s.mailbox.wait_for_work().await;
-    }
-}
-
 /// One delivery from start to end, owning what it needs (for the pipelined task).
 async fn deliver_owned(shared: Arc<Shared>, s: Arc<Sub>, event: Event) {
     let mut in_hand = InHand {
@@ -383,7 +361,7 @@ impl Shared {
             let handle = if matches!(s.handler, crate::handler::HandlerFn::Deferred(_)) {
                 self.runtime.spawn(crate::deferred::drain(shared, s))
             } else if s.max_in_flight <= 1 {
-                self.runtime.spawn(drain_in_order(shared, s))
+                self.runtime.spawn(crate::drain::in_order(shared, s))
             } else {
                 self.runtime.spawn(drain_pipelined(shared, s))
             };
@@ -472,7 +450,7 @@ impl Shared {
         out.routed = true;
         for sub in route.iter() {
             self.ensure_drain(sub);
-            match sub.mailbox.try_push(event.clone(), sub.overflow) {
+            match sub.mailbox.push_quietly(event.clone(), sub.overflow) {
                 Push::Queued => {}
                 Push::Evicted(old) => {
                     dispatch::not_delivered(self, sub, &old, Outcome::Dropped, 0);
@@ -488,6 +466,7 @@ impl Shared {
                 Push::Closed(e) => self.closed_on_push(sub, &e),
             }
         }
+        crate::mailbox::wake_parked(route.iter().map(|sub| &sub.mailbox));
     }
 
     /// A push found the mailbox closed: unsubscribed while we routed (the event never reached

@@ -47,6 +47,29 @@ pub fn enter<R>(ctx: Option<Causation>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Keeps the context found on creation and puts it back when dropped (also on a panic), while
+/// [`Batch::set`] changes it in between: a mailbox task's batch sets each event's context
+/// with one thread-local write, and restores once.
+pub(crate) struct Batch(Option<Causation>);
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        Batch(current())
+    }
+
+    /// Makes `ctx` the current context until the next `set` or the drop.
+    #[inline]
+    pub(crate) fn set(&self, ctx: Option<Causation>) {
+        CURRENT.with(|c| c.set(ctx));
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
 /// Wraps a future so that `ctx` is the current context during each of its polls.
 pub fn scope<F: Future>(ctx: Option<Causation>, fut: F) -> Scoped<F> {
     Scoped { ctx, fut }

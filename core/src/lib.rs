@@ -79,6 +79,7 @@ mod counters;
 mod dead_letter;
 pub mod deferred;
 mod dispatch;
+mod drain;
 mod error;
 mod event;
 mod event_type;

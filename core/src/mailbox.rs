@@ -120,10 +120,19 @@ impl Mailbox {
     }
 
     pub(crate) fn try_push(&self, event: Event, overflow: Overflow) -> Push {
+        let pushed = self.push_quietly(event, overflow);
+        self.wake_consumer();
+        pushed
+    }
+
+    /// [`try_push`](Self::try_push) without waking the consumer: the caller pushes into
+    /// several mailboxes, then calls [`wake_parked`] once for all of them, paying one fence
+    /// per event instead of one per mailbox.
+    pub(crate) fn push_quietly(&self, event: Event, overflow: Overflow) -> Push {
         if self.is_closed() {
             return Push::Closed(event);
         }
-        let pushed = if overflow == Overflow::DropOldest {
+        if overflow == Overflow::DropOldest {
             match self.queue.force_push(event) {
                 None => Push::Queued,
                 Some(old) => Push::Evicted(old),
@@ -131,11 +140,9 @@ impl Mailbox {
         } else {
             match self.queue.push(event) {
                 Ok(()) => Push::Queued,
-                Err(e) => return Push::Full(e),
+                Err(e) => Push::Full(e),
             }
-        };
-        self.wake_consumer();
-        pushed
+        }
     }
 
     /// After a push: wakes the consumer if it parked. Dekker's pattern with `wait_for_work`
@@ -145,6 +152,15 @@ impl Mailbox {
     #[inline]
     fn wake_consumer(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) {
+            self.consumer.notify_one();
+        }
+    }
+
+    /// After [`push_quietly`](Self::push_quietly): wakes the consumer if it parked (the
+    /// caller issued the fence of [`wake_parked`]).
+    #[inline]
+    fn wake_if_parked(&self) {
         if self.parked.load(Ordering::Relaxed) {
             self.consumer.notify_one();
         }
@@ -179,10 +195,24 @@ impl Mailbox {
 
     pub(crate) fn pop(&self) -> Option<Event> {
         let e = self.queue.pop()?;
+        self.wake_space_waiter();
+        Some(e)
+    }
+
+    /// [`pop`](Self::pop) without waking a publisher waiting for space: a batch pops many,
+    /// and a waiting publisher stays counted until it runs, so waking per pop would notify it
+    /// again and again. The batch calls [`wake_space_waiter`](Self::wake_space_waiter) after
+    /// its first pop (so a publisher on another core refills while it drains) and at its end.
+    pub(crate) fn pop_quietly(&self) -> Option<Event> {
+        self.queue.pop()
+    }
+
+    /// Wakes one publisher waiting for space, if any.
+    #[inline]
+    pub(crate) fn wake_space_waiter(&self) {
         if self.space_waiters.load(Ordering::Acquire) > 0 {
             self.space.notify_one();
         }
-        Some(e)
     }
 
     /// Waits until something may have been pushed (or the mailbox closed).
@@ -205,6 +235,16 @@ impl Mailbox {
         self.closed.store(true, Ordering::Release);
         self.consumer.notify_one();
         self.space.notify_waiters();
+    }
+}
+
+/// After pushing quietly into `mailboxes`: one fence (the Dekker pairing of
+/// [`Mailbox::wake_consumer`]), then a wake-up for each consumer that parked. Waking one whose
+/// push failed is harmless: it finds its mailbox as it left it and parks again.
+pub(crate) fn wake_parked<'a>(mailboxes: impl Iterator<Item = &'a Mailbox>) {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    for m in mailboxes {
+        m.wake_if_parked();
     }
 }
 

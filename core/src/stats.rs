@@ -125,6 +125,14 @@ impl SubCounters {
         let c = &self.delivered.get_or_default().0;
         c.store(c.load(Relaxed).wrapping_add(1), Release);
     }
+    /// `n` successful deliveries at once (a mailbox task's batch).
+    #[inline]
+    pub(crate) fn delivered_n(&self, n: u64) {
+        if n > 0 {
+            let c = &self.delivered.get_or_default().0;
+            c.store(c.load(Relaxed).wrapping_add(n), Release);
+        }
+    }
     pub(crate) fn skipped(&self, duplicate: bool) {
         self.skipped.fetch_add(1, Relaxed);
         if duplicate {

@@ -12,9 +12,11 @@
 //!
 //! - [`baselines`]: the floor, the Go design ported ("seed"), a tokio mpsc hop, `join_all`;
 //! - [`scenarios`]: the plugbus side of each;
+//! - [`fanout`]: `emit` to N tasks beside tokio broadcast and flume, and paced latency;
 //! - [`rss`]: the resident set, for the stalled-subscriber scenario.
 
 mod baselines;
+mod fanout;
 mod rss;
 mod scenarios;
 
@@ -233,6 +235,53 @@ async fn pair(plan: &Plan, base: Entry<'_>, subject: Entry<'_>) -> anyhow::Resul
     Ok((b, s))
 }
 
+/// Measures several sides interleaved (the order rotating every round); per-round ns per
+/// operation of each. The last is the subject: its row's baseline is the first, and its
+/// `ratio_to` holds its ratio to each of the others.
+async fn interleaved(plan: &Plan, mut entries: Vec<Entry<'_>>) -> anyhow::Result<Vec<Row>> {
+    let mut iters = Vec::new();
+    for e in entries.iter_mut() {
+        iters.push(calibrate(plan, e.side).await?);
+    }
+    let n = entries.len();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for round in 0..plan.rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let e = &mut entries[i];
+            let d = e.side.run(iters[i]).await?;
+            samples[i].push(d.as_nanos() as f64 / (iters[i] * e.per_iter) as f64);
+        }
+    }
+    let mut rows: Vec<Row> = entries
+        .iter()
+        .zip(&samples)
+        .map(|(e, s)| Row::measured(e.name, e.unit, s))
+        .collect();
+    if let Some(subject) = rows.pop() {
+        let mut ratios = Map::new();
+        for base in &rows {
+            if let (Some(a), Some(b)) = (subject.ns_per_op, base.ns_per_op) {
+                ratios.insert(base.name.to_owned(), json!(a / b));
+            }
+        }
+        let mut subject = match rows.first() {
+            Some(first) => subject.against(first),
+            None => subject,
+        };
+        subject
+            .extra
+            .insert("ratio_to".into(), Value::Object(ratios));
+        rows.push(subject);
+    }
+    Ok(rows)
+}
+
+/// The subject's ratio to `base` (from [`interleaved`]'s `ratio_to`).
+fn ratio_to(row: &Row, base: &str) -> Option<f64> {
+    row.extra.get("ratio_to")?.get(base)?.as_f64()
+}
+
 /// Measures one side on its own.
 async fn single(plan: &Plan, e: Entry<'_>) -> anyhow::Result<Row> {
     let iters = calibrate(plan, e.side).await?;
@@ -255,7 +304,11 @@ const GROUPS: &[&[&str]] = &[
     &["seed_n4", "publish_full_n4"],
     &["seed_n16", "publish_full_n16"],
     &["join_all_n4", "publish_async_n4"],
-    &["mpsc_n1", "emit_n1"],
+    &["mpsc_n1", "broadcast_n1", "flume_n1", "emit_n1"],
+    &["broadcast_n4", "flume_n4", "emit_n4"],
+    &["broadcast_n16", "flume_n16", "emit_n16"],
+    &["broadcast_n4_2pub", "flume_n4_2pub", "emit_n4_2pub"],
+    &["latency_broadcast_n4", "latency_emit_n4"],
     &["event_new"],
     &["plugin_emit_1", "plugin_emit_2"],
     &["scale_13_types", "scale_1000_types"],
@@ -271,9 +324,40 @@ fn judge(row: &mut Row) {
         "publish_full_n4" => (">= 15x faster than seed", ratio.map(|r| r <= 1.0 / 15.0)),
         "publish_full_n16" => (">= 40x faster than seed", ratio.map(|r| r <= 1.0 / 40.0)),
         "publish_async_n4" => ("<= 2x join_all", ratio.map(|r| r <= 2.0)),
-        "emit_n1" => ("<= 1.5x mpsc", ratio.map(|r| r <= 1.5)),
+        "emit_n1" => (
+            "<= 1.0x mpsc, <= 0.7x broadcast and flume",
+            match (
+                ratio_to(row, "mpsc_n1"),
+                ratio_to(row, "broadcast_n1"),
+                ratio_to(row, "flume_n1"),
+            ) {
+                (Some(m), Some(b), Some(f)) => Some(m <= 1.0 && b <= 0.7 && f <= 0.7),
+                _ => None,
+            },
+        ),
+        "emit_n4" | "emit_n16" => {
+            let n = if row.name == "emit_n4" { 4 } else { 16 };
+            (
+                "<= 0.7x broadcast and flume",
+                match (
+                    ratio_to(row, &format!("broadcast_n{n}")),
+                    ratio_to(row, &format!("flume_n{n}")),
+                ) {
+                    (Some(b), Some(f)) => Some(b <= 0.7 && f <= 0.7),
+                    _ => None,
+                },
+            )
+        }
+        "emit_n4_2pub" => (
+            "<= 0.8x broadcast, 2 publishers",
+            ratio_to(row, "broadcast_n4_2pub").map(|r| r <= 0.8),
+        ),
+        "latency_emit_n4" => (
+            "p99 <= broadcast's at 100k events/s",
+            ratio.map(|r| r <= 1.0),
+        ),
         "event_new" => ("<= 60 ns", row.ns_per_op.map(|ns| ns <= 60.0)),
-        "plugin_emit_1" => (">= 1M events/s", row.ops_per_sec.map(|o| o >= 1e6)),
+        "plugin_emit_1" => (">= 2M events/s", row.ops_per_sec.map(|o| o >= 2e6)),
         "plugin_emit_2" => (
             "<= 1.3x plugin_emit_1, JSON once",
             ratio.map(|r| {
@@ -356,6 +440,7 @@ async fn run_group(
     plugins: Option<&Path>,
 ) -> anyhow::Result<Vec<Row>> {
     use baselines::{Floor, JoinAll, MpscHop, Seed};
+    use fanout::{BroadcastFanout, EmitFanout, FlumeFanout};
     use scenarios::{EmitOne, EventNew, PublishAsync, PublishSync, Scale};
     let ev = scenarios::prebuilt_event()?;
     let two = |(a, b): (Row, Row)| vec![a, b];
@@ -402,14 +487,45 @@ async fn run_group(
         }
         "mpsc_n1" => {
             let mut hop = MpscHop::new(ev.clone());
+            let mut broadcast = BroadcastFanout::new(1, 1, ev.clone());
+            let mut flume = FlumeFanout::new(1, 1, ev.clone());
             let mut bus = EmitOne::new(ev)?;
-            two(pair(
+            let mut rows = interleaved(
                 plan,
-                Entry::new("mpsc_n1", 1, DELIVERY, &mut hop),
-                Entry::new("emit_n1", 1, DELIVERY, &mut bus),
+                vec![
+                    Entry::new("mpsc_n1", 1, DELIVERY, &mut hop),
+                    Entry::new("broadcast_n1", 1, DELIVERY, &mut broadcast),
+                    Entry::new("flume_n1", 1, DELIVERY, &mut flume),
+                    Entry::new("emit_n1", 1, DELIVERY, &mut bus),
+                ],
             )
-            .await?)
+            .await?;
+            note_lagged(&mut rows, "broadcast_n1", broadcast.lagged());
+            rows
         }
+        "broadcast_n4" | "broadcast_n16" | "broadcast_n4_2pub" => {
+            let (n, publishers) = match group[0] {
+                "broadcast_n4" => (4, 1),
+                "broadcast_n16" => (16, 1),
+                _ => (4, 2),
+            };
+            let per = n as u64;
+            let mut broadcast = BroadcastFanout::new(n, publishers, ev.clone());
+            let mut flume = FlumeFanout::new(n, publishers, ev.clone());
+            let mut bus = EmitFanout::new(n, publishers, ev)?;
+            let mut rows = interleaved(
+                plan,
+                vec![
+                    Entry::new(group[0], per, DELIVERY, &mut broadcast),
+                    Entry::new(group[1], per, DELIVERY, &mut flume),
+                    Entry::new(group[2], per, DELIVERY, &mut bus),
+                ],
+            )
+            .await?;
+            note_lagged(&mut rows, group[0], broadcast.lagged());
+            rows
+        }
+        "latency_broadcast_n4" => latency_group(plan).await?,
         "event_new" => vec![single(plan, Entry::new("event_new", 1, EVENT, &mut EventNew)).await?],
         "plugin_emit_1" => plugin_group(plan, plugins).await?,
         "scale_13_types" => {
@@ -428,6 +544,50 @@ async fn run_group(
         "stalled_drop_oldest" => vec![stalled_row(plan).await?],
         other => anyhow::bail!("unknown scenario group {other}"),
     })
+}
+
+/// Records in the broadcast row how many events its receivers lost to lag (0: exact).
+fn note_lagged(rows: &mut [Row], name: &str, lagged: u64) {
+    if let Some(row) = rows.iter_mut().find(|r| r.name == name) {
+        row.extra.insert("lagged".into(), json!(lagged));
+    }
+}
+
+/// Publish-to-handler latency at 100k events/s to 4 subscribers: tokio broadcast and `emit`,
+/// alternating over the rounds. `ns_per_op` is the median over the rounds of each run's p99;
+/// the p50 is beside it.
+async fn latency_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    use fanout::{latency, Design};
+    const RATE: u64 = 100_000;
+    let events = (RATE as f64 * plan.batch.as_secs_f64() * 2.0) as u64;
+    let (mut b99, mut b50, mut e99, mut e50) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..plan.rounds {
+        let order = if round % 2 == 0 {
+            [Design::Broadcast, Design::Emit]
+        } else {
+            [Design::Emit, Design::Broadcast]
+        };
+        for design in order {
+            let l = latency(design, 4, RATE, events).await?;
+            let (p99, p50) = match design {
+                Design::Broadcast => (&mut b99, &mut b50),
+                Design::Emit => (&mut e99, &mut e50),
+            };
+            p99.push(l.p99.max(1.0));
+            p50.push(l.p50.max(1.0));
+        }
+    }
+    let unit = "p99 latency";
+    let mut b = Row::measured("latency_broadcast_n4", unit, &b99);
+    let mut e = Row::measured("latency_emit_n4", unit, &e99);
+    for (row, p50) in [(&mut b, &b50), (&mut e, &e50)] {
+        row.ops_per_sec = None;
+        row.extra.insert("p50_ns".into(), json!(median(p50)));
+        row.extra.insert("rate_per_s".into(), json!(RATE));
+        row.extra.insert("events_per_round".into(), json!(events));
+    }
+    let e = e.against(&b);
+    Ok(vec![b, e])
 }
 
 async fn plugin_group(plan: &Plan, plugins: Option<&Path>) -> anyhow::Result<Vec<Row>> {
@@ -656,7 +816,7 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), names.len());
-        assert_eq!(names.len(), 20);
+        assert_eq!(names.len(), 33);
     }
 
     #[test]
