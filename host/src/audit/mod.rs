@@ -114,8 +114,29 @@ pub fn verify_sealed(
     key: &VerifyingKey,
     live: bool,
 ) -> Result<(VerifyReport, SealSummary), VerifyError> {
+    verify_with(paths, SealCheck::new(Some(*key), live))
+}
+
+/// [`verify_sealed`] without the key, for a log that holds seal records: every check but the
+/// signatures. It catches a log cut after its last seal, records removed before the first, a
+/// missing or extra file, a seal removed; it cannot tell seals a forger wrote from genuine ones
+/// (that takes the key).
+///
+/// # Errors
+/// As [`verify_sealed`].
+pub fn verify_seal_structure(
+    paths: &[PathBuf],
+    live: bool,
+) -> Result<(VerifyReport, SealSummary), VerifyError> {
+    verify_with(paths, SealCheck::new(None, live))
+}
+
+fn verify_with(
+    paths: &[PathBuf],
+    check: SealCheck,
+) -> Result<(VerifyReport, SealSummary), VerifyError> {
     let mut chain = Chain {
-        seals: Some(SealCheck::new(*key, live)),
+        seals: Some(check),
         ..Chain::default()
     };
     for path in paths {

@@ -18,6 +18,10 @@
 //!
 //! Whoever can write the file but lacks the secret key can delete, add or rewrite records
 //! and recompute every hash, but cannot make the seals agree.
+//!
+//! Without the key ([`verify_seal_structure`](super::verify_seal_structure)) the same checks
+//! run but for the signatures: they catch a naive cut or a dropped file of a sealed log, but
+//! not a forger who writes seal records of their own.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use plugbus::contract::audit::{hex, is_seal_record, Seal, SealKind, SEAL_VERSION};
@@ -41,7 +45,8 @@ pub struct SealSummary {
 /// The seal checks, fed record by record and file by file.
 #[derive(Debug)]
 pub(crate) struct SealCheck {
-    key: VerifyingKey,
+    /// `None`: the structure only (see the module docs).
+    key: Option<VerifyingKey>,
     key_id: String,
     live: bool,
     summary: SealSummary,
@@ -63,9 +68,9 @@ fn key_id_of(key: &VerifyingKey) -> String {
 }
 
 impl SealCheck {
-    pub(crate) fn new(key: VerifyingKey, live: bool) -> SealCheck {
+    pub(crate) fn new(key: Option<VerifyingKey>, live: bool) -> SealCheck {
         SealCheck {
-            key_id: key_id_of(&key),
+            key_id: key.as_ref().map(key_id_of).unwrap_or_default(),
             key,
             live,
             summary: SealSummary::default(),
@@ -148,21 +153,22 @@ impl SealCheck {
                 seal.v
             ));
         }
-        if seal.key_id != self.key_id {
-            return Err(format!(
-                "sealed by key {}, not by the given key {}",
-                seal.key_id, self.key_id
-            ));
+        if let Some(key) = &self.key {
+            if seal.key_id != self.key_id {
+                return Err(format!(
+                    "sealed by key {}, not by the given key {}",
+                    seal.key_id, self.key_id
+                ));
+            }
+            let sig = parse_sig(&seal.sig)?;
+            key.verify_strict(&seal.signing_message(), &sig)
+                .map_err(|_| {
+                    format!(
+                        "the {} seal's signature does not verify: the seal was forged or modified",
+                        seal.kind.as_str()
+                    )
+                })?;
         }
-        let sig = parse_sig(&seal.sig)?;
-        self.key
-            .verify_strict(&seal.signing_message(), &sig)
-            .map_err(|_| {
-                format!(
-                    "the {} seal's signature does not verify: the seal was forged or modified",
-                    seal.kind.as_str()
-                )
-            })?;
         // Signed, so the logger wrote it: now it must agree with where it is.
         if seal.seq != seq {
             return Err(format!(
@@ -297,11 +303,12 @@ impl SealCheck {
                 None => "no records at all: a sealed log holds at least its begin seal (the \
                          file was emptied)"
                     .to_owned(),
-                Some(_) => format!(
+                Some(_) if self.key.is_some() => format!(
                     "no seal by key {}: the log was written without a signing key, or with \
                      another one",
                     self.key_id
                 ),
+                Some(_) => "no seal records: the log was written without a signing key".to_owned(),
             });
         };
         if last.kind == SealKind::Rotate {
