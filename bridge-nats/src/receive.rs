@@ -1,0 +1,143 @@
+//! The receiving side: this host's durable pull consumer -> the local bus.
+//!
+//! For each message, in order:
+//! 1. sent by this host (`Plugbus-Host` is ours): acked and dropped (loop prevention);
+//! 2. not a valid envelope: terminated (never redelivered), counted as malformed;
+//! 3. an id seen lately: acked and dropped, so a redelivery reaches each subscription once;
+//! 4. outside the `receive` patterns (the consumer's filter covers them all at once):
+//!    acked and dropped;
+//! 5. refused by the admission check (e.g. a remote claiming the host's own types): terminated;
+//! 6. otherwise stamped `remote:<host>` and **published** on the local bus, which returns once
+//!    every matching subscription has its outcome (delivered, or failed and dead-lettered with
+//!    the reason): only then is it acked. If the bus refuses it (shutting down), the message is
+//!    nacked with a delay, for this host's next start.
+
+use crate::counters::Counters;
+use crate::dedup::SeenIds;
+use crate::headers;
+use async_nats::jetstream::consumer::pull;
+use async_nats::jetstream::message::Message;
+use async_nats::jetstream::AckKind;
+use futures_util::StreamExt;
+use plugbus::{Bus, Event, Interest, Origin};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The admission check: why a remote event may not enter, if it may not.
+pub type Admission = Arc<dyn Fn(&Event) -> Option<String> + Send + Sync>;
+
+/// The delay asked for on a nack: from this ...
+const NAK_START: Duration = Duration::from_millis(250);
+/// ... doubling per delivery up to this.
+const NAK_MAX: Duration = Duration::from_secs(10);
+
+pub(crate) struct Receiver {
+    pub(crate) consumer: pull::Stream,
+    pub(crate) bus: Bus,
+    pub(crate) host: String,
+    pub(crate) interest: Interest,
+    pub(crate) seen: SeenIds,
+    pub(crate) admission: Option<Admission>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// What became of one message.
+enum Verdict {
+    Ack,
+    Term,
+    Nak(Duration),
+}
+
+impl Receiver {
+    /// Takes messages until `stop` or the stream ends (then the caller makes a new one).
+    pub(crate) async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            let next = tokio::select! {
+                m = self.consumer.next() => m,
+                _ = stop.changed() => return true,
+            };
+            let message = match next {
+                None => return false,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "the consumer reported an error");
+                    continue;
+                }
+            };
+            let verdict = self.handle(&message).await;
+            let kind = match verdict {
+                Verdict::Ack => AckKind::Ack,
+                Verdict::Term => AckKind::Term,
+                Verdict::Nak(d) => AckKind::Nak(Some(d)),
+            };
+            let nak = matches!(kind, AckKind::Nak(_));
+            match message.ack_with(kind).await {
+                Ok(()) if nak => Counters::add(&self.counters.nacked, 1),
+                Ok(()) => Counters::add(&self.counters.acked, 1),
+                // The server redelivers it after the ack wait; dedup drops the copy.
+                Err(e) => tracing::debug!(error = %e, "acking a message failed"),
+            }
+            if *stop.borrow() {
+                return true;
+            }
+        }
+    }
+
+    async fn handle(&mut self, message: &Message) -> Verdict {
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        if delivered > 1 {
+            Counters::add(&self.counters.redelivered, 1);
+        }
+        let hdrs = message.headers.as_ref();
+        let from = headers::get(hdrs, headers::HOST).unwrap_or("unknown");
+        if from == self.host {
+            Counters::add(&self.counters.own, 1);
+            return Verdict::Ack;
+        }
+        let event = match Event::from_json(&message.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                Counters::add(&self.counters.malformed, 1);
+                tracing::warn!(subject = %message.subject, error = %e, "a message is not a plugbus event: terminated");
+                return Verdict::Term;
+            }
+        };
+        if self.seen.contains(&event.id()) {
+            Counters::add(&self.counters.duplicates, 1);
+            return Verdict::Ack;
+        }
+        if !self.interest.matches(event.event_type()) {
+            return Verdict::Ack;
+        }
+        if let Some(why) = self.admission.as_ref().and_then(|check| check(&event)) {
+            Counters::add(&self.counters.refused, 1);
+            tracing::warn!(event_id = %event.id(), from, reason = %why, "a remote event was refused: terminated");
+            return Verdict::Term;
+        }
+        let id = event.id();
+        match self
+            .bus
+            .publish(event.with_origin(Origin::remote(from)))
+            .await
+        {
+            Ok(report) => {
+                for d in report.failures() {
+                    if !d.dead_lettered {
+                        tracing::warn!(event_id = %id, subscription = %d.subscription, outcome = %d.outcome,
+                            "a remote event failed locally (not dead-lettered)");
+                    }
+                }
+                self.seen.insert(id);
+                Counters::add(&self.counters.received, 1);
+                Verdict::Ack
+            }
+            Err(e) => {
+                let exp = u32::try_from(delivered.clamp(1, 16) - 1).unwrap_or(0);
+                let delay = NAK_START.saturating_mul(1 << exp).min(NAK_MAX);
+                tracing::debug!(event_id = %id, error = %e, "the local bus refused a remote event: nacked");
+                Verdict::Nak(delay)
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The outbox's writer: one thread owning the connection that appends and deletes.
+//!
+//! The forward subscription hands each event over with its [`Completion`]; the writer takes
+//! whatever is waiting (up to a batch), appends it in one transaction, and only then finishes
+//! the deliveries. So a local event's delivery to the bridge reads "delivered" exactly when it
+//! is on disk, and many events share one commit (group commit). The same transaction deletes
+//! the rows JetStream acknowledged since the last one, and moves staged events the staging
+//! relay published locally into the outbox.
+
+use crate::counters::Counters;
+use crate::outbox::{NewRow, Store};
+use plugbus::{Completion, Event, HandlerError};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Most commands taken into one transaction.
+const BATCH: usize = 8192;
+
+/// What the writer is asked to do.
+pub(crate) enum Cmd {
+    /// Append a local event, then finish its delivery.
+    Forward(Event, Completion),
+    /// Move a staged event (published locally already) to the outbox.
+    Staged(i64, NewRow),
+    /// Drop a staged event that cannot be published (logged by the relay).
+    Unstage(i64),
+    /// Delete every row up to this sequence number: JetStream has them.
+    Acked(i64),
+    /// Answer once everything before this is committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+    /// Stop after committing what is queued.
+    Stop,
+}
+
+/// What the writer shares with the rest of the bridge.
+pub(crate) struct WriterShared {
+    pub(crate) counters: Arc<Counters>,
+    /// Woken after every commit that appended rows.
+    pub(crate) appended: Arc<Notify>,
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn(
+    store: Store,
+    shared: WriterShared,
+) -> std::io::Result<(Sender<Cmd>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("plugbus-outbox".to_owned())
+        .spawn(move || run(store, shared, rx))?;
+    Ok((tx, handle))
+}
+
+/// What one transaction carries.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<NewRow>,
+    done: Vec<Completion>,
+    staged: Vec<i64>,
+    acked: Option<i64>,
+    flushes: Vec<tokio::sync::oneshot::Sender<()>>,
+    stop: bool,
+}
+
+impl Batch {
+    fn take(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Forward(event, completion) => match NewRow::of(&event) {
+                Ok(row) => {
+                    self.rows.push(row);
+                    self.done.push(completion);
+                }
+                Err(e) => {
+                    completion.finish(Err::<(), _>(HandlerError::bad_event(e)));
+                }
+            },
+            Cmd::Staged(seq, row) => {
+                self.staged.push(seq);
+                self.rows.push(row);
+            }
+            Cmd::Unstage(seq) => self.staged.push(seq),
+            Cmd::Acked(seq) => self.acked = Some(self.acked.map_or(seq, |a| a.max(seq))),
+            Cmd::Flush(answer) => self.flushes.push(answer),
+            Cmd::Stop => self.stop = true,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.staged.is_empty() && self.acked.is_none()
+    }
+}
+
+fn run(mut store: Store, shared: WriterShared, rx: Receiver<Cmd>) {
+    let mut failures = 0u32;
+    loop {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = Batch::default();
+        batch.take(first);
+        while batch.rows.len() < BATCH && !batch.stop {
+            match rx.try_recv() {
+                Ok(cmd) => batch.take(cmd),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit(&mut store, &shared, &mut batch, &mut failures);
+        }
+        for f in batch.flushes.drain(..) {
+            let _ = f.send(());
+        }
+        if batch.stop {
+            break;
+        }
+    }
+}
+
+fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures: &mut u32) {
+    match store.write(&batch.rows, &batch.staged, batch.acked) {
+        Ok((appended, deleted)) => {
+            *failures = 0;
+            let forwarded = batch.done.len() as u64;
+            for c in batch.done.drain(..) {
+                c.finish(Ok::<(), HandlerError>(()));
+            }
+            Counters::add(&shared.counters.queued, forwarded);
+            Counters::add(&shared.counters.staged, batch.staged.len() as u64);
+            let depth = &shared.counters.outbox_depth;
+            depth.fetch_add(appended, Relaxed);
+            let _ = depth.fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(deleted)));
+            if appended > 0 {
+                shared.appended.notify_one();
+            }
+        }
+        Err(e) => {
+            *failures += 1;
+            tracing::error!(outbox = %store.path().display(), error = %e, "outbox write failed");
+            // Retryable: the bus retries the delivery (if its policy says so) or dead-letters
+            // it with this reason; nothing is silently lost. Staged events stay staged and
+            // come again.
+            for c in batch.done.drain(..) {
+                c.finish(Err::<(), _>(HandlerError::retryable(format!(
+                    "outbox write failed: {e}"
+                ))));
+            }
+            std::thread::sleep(Duration::from_millis(10 * u64::from((*failures).min(50))));
+        }
+    }
+}

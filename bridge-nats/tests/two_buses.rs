@@ -1,0 +1,404 @@
+//! Two buses in one process, each with its bridge, against a real `nats-server` (started here
+//! on a free loopback port; the test is skipped, saying so, when no binary is found).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use parking_lot::Mutex;
+use plugbus::{Bus, Category, Event, EventId, EventType, OriginKind};
+use plugbus_bridge_nats::local_server::LocalServer;
+use plugbus_bridge_nats::{NatsBridge, NatsConfig, Outbox};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn server() -> Option<LocalServer> {
+    let s = LocalServer::start().expect("starting nats-server");
+    if s.is_none() {
+        eprintln!(
+            "SKIPPED: no nats-server found (install Debian's nats-server, or set NATS_SERVER)"
+        );
+    }
+    s
+}
+
+fn config(url: &str, durable: &str, dir: &Path, forward: &[&str], receive: &[&str]) -> NatsConfig {
+    let mut c = NatsConfig::new(url, durable).with_outbox(dir.join(format!("{durable}.sqlite")));
+    c.forward = forward.iter().map(|s| s.to_string()).collect();
+    c.receive = receive.iter().map(|s| s.to_string()).collect();
+    c
+}
+
+fn login_failed() -> EventType {
+    EventType::new(plugbus::types::USER_LOGIN_FAILED, Category::Business).unwrap()
+}
+
+fn event(t: EventType, n: usize) -> Event {
+    Event::builder(t)
+        .json(&format!(r#"{{"n":{n}}}"#))
+        .build()
+        .unwrap()
+}
+
+/// Counts ids seen by a subscription, with the origin of each.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<HashMap<EventId, (u32, String)>>>);
+
+impl Seen {
+    fn record(&self, e: &Event) {
+        let mut m = self.0.lock();
+        let entry = m
+            .entry(e.id())
+            .or_insert((0, e.origin().as_str().to_owned()));
+        entry.0 += 1;
+    }
+    fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+    fn max_count(&self) -> u32 {
+        self.0.lock().values().map(|v| v.0).max().unwrap_or(0)
+    }
+    fn origins(&self) -> Vec<String> {
+        let mut o: Vec<String> = self.0.lock().values().map(|v| v.1.clone()).collect();
+        o.sort();
+        o.dedup();
+        o
+    }
+    fn ids(&self) -> Vec<EventId> {
+        self.0.lock().keys().copied().collect()
+    }
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_crosses_and_its_alerts_come_back_each_once() {
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Bus::builder().build().unwrap(),
+        Bus::builder().build().unwrap(),
+    );
+    // A receives everything (its own events must be dropped by host id); B forwards
+    // everything (the remote events it received must not go back out).
+    let bridge_a = NatsBridge::builder(config(
+        &server.url(),
+        "host-a",
+        dir.path(),
+        &["user.*"],
+        &["*"],
+    ))
+    .start(&a)
+    .await
+    .unwrap();
+    let bridge_b = NatsBridge::builder(config(
+        &server.url(),
+        "host-b",
+        dir.path(),
+        &["*"],
+        &["user.*"],
+    ))
+    .start(&b)
+    .await
+    .unwrap();
+
+    // B: an enhancer answering each failed login with an alert caused by it.
+    let at_b = Seen::default();
+    let (seen, bus) = (at_b.clone(), b.clone());
+    b.subscribe(login_failed())
+        .name("enhancer")
+        .handle_async(move |e: Event| {
+            seen.record(&e);
+            let bus = bus.clone();
+            async move {
+                let alert = Event::builder(EventType::SECURITY_ALERT)
+                    .json(r#"{"reason":"brute force"}"#)
+                    .causation_id(e.id())
+                    .build()
+                    .unwrap();
+                bus.emit(alert).await.unwrap();
+            }
+        })
+        .unwrap();
+    // A: an auditor of alerts, and a watch on user events coming back.
+    let alerts_at_a = Seen::default();
+    let s = alerts_at_a.clone();
+    a.subscribe(EventType::SECURITY_ALERT)
+        .name("audit")
+        .handle(move |e: &Event| s.record(e))
+        .unwrap();
+    let users_at_a = Seen::default();
+    let users_remote = users_at_a.clone();
+    a.subscribe_pattern("user.*")
+        .name("user-watch")
+        .handle(move |e: &Event| {
+            if e.origin().kind() == OriginKind::Remote {
+                users_remote.record(e);
+            }
+        })
+        .unwrap();
+
+    const N: usize = 300;
+    let mut sent = Vec::new();
+    for n in 0..N {
+        let e = event(login_failed(), n);
+        sent.push(e.id());
+        a.emit(e).await.unwrap();
+    }
+    wait_for(
+        "B's enhancer to see the burst",
+        Duration::from_secs(30),
+        || at_b.len() == N,
+    )
+    .await;
+    wait_for(
+        "A's audit to see every alert",
+        Duration::from_secs(30),
+        || alerts_at_a.len() == N,
+    )
+    .await;
+    // Let any stray copy arrive before judging.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(at_b.len(), N);
+    assert_eq!(at_b.max_count(), 1, "a login reached B's enhancer twice");
+    assert_eq!(at_b.origins(), vec!["remote:host-a".to_owned()]);
+    let mut got = at_b.ids();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent, "B got exactly the events A sent");
+    assert_eq!(alerts_at_a.len(), N);
+    assert_eq!(
+        alerts_at_a.max_count(),
+        1,
+        "an alert reached A's audit twice"
+    );
+    assert_eq!(alerts_at_a.origins(), vec!["remote:host-b".to_owned()]);
+    assert_eq!(
+        users_at_a.len(),
+        0,
+        "A received user events back: the loop guard failed"
+    );
+
+    let sa = bridge_a.shutdown(Duration::from_secs(5)).await;
+    let sb = bridge_b.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(sa.forwarded, N as u64, "{sa:?}");
+    assert_eq!(sa.outbox_depth, 0, "{sa:?}");
+    assert_eq!(
+        sa.own, N as u64,
+        "A's own events dropped on receipt: {sa:?}"
+    );
+    assert_eq!(sa.received, N as u64, "{sa:?}");
+    assert_eq!(sb.received, N as u64, "{sb:?}");
+    assert_eq!(
+        sb.forwarded, N as u64,
+        "B forwarded its alerts only: {sb:?}"
+    );
+    assert_eq!(sb.consumer_lag, Some(0), "{sb:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_reaches_each_subscription_once() {
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let b = Bus::builder().build().unwrap();
+    let bridge = NatsBridge::builder(config(
+        &server.url(),
+        "host-b",
+        dir.path(),
+        &[],
+        &["user.*"],
+    ))
+    .start(&b)
+    .await
+    .unwrap();
+    let seen = Seen::default();
+    let s = seen.clone();
+    b.subscribe_pattern("user.*")
+        .name("one")
+        .handle(move |e: &Event| s.record(e))
+        .unwrap();
+    // The same envelope twice under different message ids (as a resend after the stream's
+    // duplicate window would be), straight onto the stream.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    wait_for("the stream", Duration::from_secs(10), || {
+        bridge.stats().outbox_depth == 0
+    })
+    .await;
+    let e = event(EventType::USER_LOGIN, 1);
+    let body = bytes::Bytes::from(e.to_json().unwrap());
+    for msg_id in ["first", "second"] {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", msg_id);
+        h.insert("Plugbus-Host", "host-a");
+        loop {
+            if let Ok(ack) = js
+                .publish_with_headers("plugbus.user.login", h.clone(), body.clone())
+                .await
+            {
+                if ack.await.is_ok() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_for("the event", Duration::from_secs(10), || seen.len() == 1).await;
+    wait_for("the copy to be dropped", Duration::from_secs(10), || {
+        bridge.stats().duplicates == 1
+    })
+    .await;
+    assert_eq!(seen.max_count(), 1);
+    let stats = bridge.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        (stats.received, stats.duplicates, stats.acked),
+        (1, 1, 2),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
+    let Some(mut server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Bus::builder().build().unwrap(),
+        Bus::builder().build().unwrap(),
+    );
+    let bridge_a = NatsBridge::builder(config(
+        &server.url(),
+        "host-a",
+        dir.path(),
+        &["user.*"],
+        &[],
+    ))
+    .start(&a)
+    .await
+    .unwrap();
+    let bridge_b = NatsBridge::builder(config(
+        &server.url(),
+        "host-b",
+        dir.path(),
+        &[],
+        &["user.*"],
+    ))
+    .start(&b)
+    .await
+    .unwrap();
+    let at_b = Seen::default();
+    let s = at_b.clone();
+    b.subscribe_pattern("user.*")
+        .name("count")
+        .handle(move |e: &Event| s.record(e))
+        .unwrap();
+    const N: usize = 3000;
+    let mut sent = Vec::new();
+    for n in 0..N {
+        let e = event(EventType::USER_LOGIN, n);
+        sent.push(e.id());
+        a.emit(e).await.unwrap();
+        if n == N / 3 {
+            server.kill();
+        }
+        if n == 2 * N / 3 {
+            server.restart().unwrap();
+        }
+        if n % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    wait_for("B to get every event", Duration::from_secs(60), || {
+        at_b.len() == N
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(at_b.max_count(), 1, "an event reached B twice");
+    let mut got = at_b.ids();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent);
+    let sa = bridge_a.shutdown(Duration::from_secs(5)).await;
+    let _ = bridge_b.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(sa.outbox_depth, 0, "{sa:?}");
+    assert!(sa.publish_errors > 0, "the outage was not noticed: {sa:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_event_is_published_only_if_its_transaction_commits() {
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Bus::builder().build().unwrap(),
+        Bus::builder().build().unwrap(),
+    );
+    let ca = config(&server.url(), "host-a", dir.path(), &[], &[]);
+    let outbox = ca.outbox_path();
+    let bridge_a = NatsBridge::builder(ca).start(&a).await.unwrap();
+    let bridge_b = NatsBridge::builder(config(
+        &server.url(),
+        "host-b",
+        dir.path(),
+        &[],
+        &["data.*"],
+    ))
+    .start(&b)
+    .await
+    .unwrap();
+    let (local, remote) = (Seen::default(), Seen::default());
+    let s = local.clone();
+    a.subscribe_pattern("data.*")
+        .name("local")
+        .handle(move |e: &Event| s.record(e))
+        .unwrap();
+    let s = remote.clone();
+    b.subscribe_pattern("data.*")
+        .name("remote")
+        .handle(move |e: &Event| s.record(e))
+        .unwrap();
+
+    let mut conn = Outbox::connect(&outbox).unwrap();
+    conn.execute_batch("CREATE TABLE accounts (name TEXT)")
+        .unwrap();
+    let rolled_back = event(EventType::DATA_CREATED, 1);
+    let committed = event(EventType::DATA_CREATED, 2);
+    let tx = conn.transaction().unwrap();
+    tx.execute("INSERT INTO accounts VALUES ('mallory')", [])
+        .unwrap();
+    Outbox::stage(&tx, &rolled_back).unwrap();
+    tx.rollback().unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.execute("INSERT INTO accounts VALUES ('alice')", [])
+        .unwrap();
+    Outbox::stage(&tx, &committed).unwrap();
+    tx.commit().unwrap();
+
+    wait_for("the committed event on B", Duration::from_secs(20), || {
+        remote.len() == 1
+    })
+    .await;
+    wait_for("the committed event on A", Duration::from_secs(5), || {
+        local.len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(remote.ids(), vec![committed.id()]);
+    assert_eq!(local.ids(), vec![committed.id()]);
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(Outbox::staged_count(&conn).unwrap(), 0);
+    let sa = bridge_a.shutdown(Duration::from_secs(5)).await;
+    let _ = bridge_b.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        (sa.staged, sa.forwarded, sa.outbox_depth),
+        (1, 1, 0),
+        "{sa:?}"
+    );
+}
