@@ -71,6 +71,21 @@ pub struct Config {
     /// One entry per `[plugin.<name>]` table, keyed by the plugin's declared name.
     /// Default: empty; a plugin without an entry gets [`PluginSettings::default`].
     pub plugin: BTreeMap<String, PluginSettings>,
+    /// Bridges to other processes (`[bridge]`). Default: none.
+    pub bridge: BridgeConfig,
+}
+
+/// The `[bridge]` table: one raw table per bridge kind.
+///
+/// The host library does not parse a bridge's settings: the crate that implements the bridge
+/// does (`plugbus-bridge-nats` for `[bridge.nats]`, with its own unknown-key errors), so an
+/// application that embeds the host without a bridge never compiles a broker client. The
+/// `plugbus` binary starts the NATS bridge when `[bridge.nats]` is present.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// `[bridge.nats]`, as written. Default: absent (no NATS bridge).
+    pub nats: Option<toml::Table>,
 }
 
 /// Bus-wide defaults: the `[bus]` table.

@@ -119,7 +119,8 @@ fn scenario(rounds: u32, users: u32) -> anyhow::Result<Vec<Event>> {
 }
 
 pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<Finish> {
-    let mut config = session::load_config(config)?;
+    let config_path = config;
+    let mut config = session::load_config(config_path)?;
     session::override_dirs(&mut config, &args.plugin_dirs)?;
     let audit_log = std::path::absolute(&args.audit_log)
         .with_context(|| format!("audit log path '{}'", args.audit_log.display()))?;
@@ -138,7 +139,7 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
         );
 
     let events = scenario(args.rounds, args.users)?;
-    let session = Session::start(config).await?;
+    let session = Session::start(config, config_path).await?;
     if session.manager.plugins().is_empty() {
         anyhow::bail!(
             "no plugins loaded from {:?}: build them first (the README's first command does)",

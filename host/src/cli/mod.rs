@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod bridge;
 mod demo;
 mod lines;
 mod plugins;

@@ -39,6 +39,10 @@ pub(crate) struct RunArgs {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     max_line_bytes: u64,
+    /// After the input ends, keep running this long (e.g. `5s`) before shutting down, so
+    /// events coming back through `[bridge.nats]` are still taken (Ctrl-C ends it early).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    linger: Option<std::time::Duration>,
 }
 
 /// The largest event the host admits ([`MAX_EVENT_BYTES`](plugbus::contract::audit::MAX_EVENT_BYTES),
@@ -76,10 +80,11 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
             args.max_line_bytes
         )
     })?;
-    let mut config = session::load_config(config)?;
+    let config_path = config;
+    let mut config = session::load_config(config_path)?;
     session::override_dirs(&mut config, &args.plugin_dirs)?;
     let input = open_input(&args.events).await?;
-    let session = Session::start(config).await?;
+    let session = Session::start(config, config_path).await?;
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} events published ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -98,6 +103,7 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     let mut ended_early: Option<LineError> = None;
     let stop = session::stop_requested();
     tokio::pin!(stop);
+    let mut stopped = false;
     // A required plugin that is not there, or fails, stops the input (fail closed).
     let mut required_failed = session.required_failure();
     let mut checked_at = 0u64;
@@ -109,6 +115,7 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
         let item = tokio::select! {
             _ = &mut stop => {
                 progress.suspend(|| eprintln!("stop requested: shutting down"));
+                stopped = true;
                 break;
             }
             _ = check.tick() => {
@@ -167,6 +174,12 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
         }
     }
     progress.finish_and_clear();
+    if let (Some(linger), None, false) = (args.linger, &required_failed, stopped) {
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = &mut stop => {}
+        }
+    }
     if let Some(why) = &required_failed {
         tracing::error!("{why}: no more input is taken");
         eprintln!("plugbus: {why}: no more input is taken");

@@ -21,6 +21,8 @@ pub(crate) struct Session {
     pub(crate) shutdown_timeout: Duration,
     /// Plugins marked `required` (fail closed).
     required: Vec<String>,
+    /// The NATS bridge, when the config has `[bridge.nats]`.
+    bridge: Option<super::bridge::Bridge>,
     _watcher: Option<Watcher>,
 }
 
@@ -34,6 +36,8 @@ pub(crate) struct Outcome {
     pub(crate) account: ShutdownReport,
     /// Why a required plugin could not be relied on by the end, if one could not.
     pub(crate) required_failure: Option<String>,
+    /// The bridge's counters, when there was one.
+    pub(crate) bridge: Option<super::bridge::Figures>,
 }
 
 impl Outcome {
@@ -78,7 +82,10 @@ pub(crate) fn override_dirs(config: &mut Config, dirs: &[PathBuf]) -> anyhow::Re
 }
 
 impl Session {
-    pub(crate) async fn start(config: Config) -> anyhow::Result<Session> {
+    pub(crate) async fn start(
+        config: Config,
+        config_path: Option<&Path>,
+    ) -> anyhow::Result<Session> {
         let bus = plugbus_host::bus_builder(&config.bus)
             .build()
             .context("building the bus")?;
@@ -109,8 +116,12 @@ impl Session {
             .filter(|(_, s)| s.required && s.enabled)
             .map(|(name, _)| name.clone())
             .collect();
+        let bridge_config = config.clone();
         let manager = PluginManager::new(bus.clone(), config);
         let load = manager.load_all().await;
+        // After the plugins: a remote event taken now reaches them (it is acked once they
+        // had it, so none may be missing yet).
+        let bridge = super::bridge::start(&bus, &bridge_config, config_path).await?;
         // Each failure once, as it happens (the library logs them at debug level only).
         for err in &load.errors {
             eprintln!("plugbus: {err}");
@@ -128,6 +139,7 @@ impl Session {
             alerts,
             shutdown_timeout,
             required,
+            bridge,
             _watcher: watcher,
         })
     }
@@ -166,12 +178,21 @@ impl Session {
     }
 
     /// Lets deliveries finish, stops the plugins, shuts the bus down, and gathers the figures.
-    pub(crate) async fn finish(self) -> Outcome {
+    pub(crate) async fn finish(mut self) -> Outcome {
+        // Remote events stop first, so the figures below are final; the outbox drains after
+        // the plugins settled, so what they published on the way goes out too.
+        if let Some(bridge) = self.bridge.as_mut() {
+            bridge.stop_receiving().await;
+        }
         // Plugins' outbound queues flushed and the bus idle, so the figures below include every
         // event published up to now.
         if !self.manager.settle(self.shutdown_timeout).await {
             tracing::warn!(timeout = ?self.shutdown_timeout, "plugins and bus did not settle before shutdown");
         }
+        let bridge = match self.bridge.take() {
+            Some(b) => Some(b.shutdown(self.shutdown_timeout).await),
+            None => None,
+        };
         let required_failure = self.required_failure();
         let stats = self.bus.stats();
         let running = self.manager.plugins();
@@ -203,6 +224,7 @@ impl Session {
             plugins,
             account,
             required_failure,
+            bridge,
         }
     }
 }

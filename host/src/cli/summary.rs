@@ -128,6 +128,10 @@ pub(crate) fn print(o: &Outcome) {
         );
     }
 
+    if let Some(b) = &o.bridge {
+        print_bridge(b);
+    }
+
     let a = &o.account;
     let x = a.totals;
     println!(
@@ -150,5 +154,41 @@ pub(crate) fn print(o: &Outcome) {
     let lost = o.publish_refusals();
     if lost > 0 {
         println!("  {lost} event(s) published by plugins were refused or never reached the bus (see Plugins above)");
+    }
+}
+
+fn print_bridge(b: &super::bridge::Figures) {
+    println!("\nBridge (NATS JetStream)");
+    let mut t = table(&[
+        "forwarded",
+        "received",
+        "acked",
+        "redelivered",
+        "outbox depth",
+        "consumer lag",
+    ]);
+    t.add_row(vec![
+        b.forwarded.to_string(),
+        b.received.to_string(),
+        b.acked.to_string(),
+        b.redelivered.to_string(),
+        b.outbox_depth.to_string(),
+        b.consumer_lag.map_or_else(|| "-".into(), |l| l.to_string()),
+    ]);
+    right(&mut t, 0);
+    println!("{t}");
+    println!(
+        "  out: {} written to the outbox, {} staged by the application, {} publish errors (resent), {} duplicates dropped by the stream",
+        b.queued, b.staged, b.publish_errors, b.broker_duplicates
+    );
+    println!(
+        "  in: {} nacked, {} duplicates dropped, {} own events dropped, {} malformed, {} refused",
+        b.nacked, b.duplicates, b.own, b.malformed, b.refused
+    );
+    if b.outbox_depth > 0 {
+        println!(
+            "  {} event(s) still in the outbox: they are sent at the next start",
+            b.outbox_depth
+        );
     }
 }
