@@ -18,7 +18,8 @@
 //! - [`elf`]: the ELF structure of a plugin file, checked before the dynamic loader sees it.
 //! - [`trust`]: may this `.so` be loaded? Directory allowlist, permission bits,
 //!   symlinks, SHA-256 pins; checked before a library is opened.
-//! - [`audit`]: verifies the hash chain of the audit-logger plugin's JSON Lines log.
+//! - [`audit`]: verifies the hash chain and seals of the audit-logger plugin's JSON Lines log.
+//! - [`trace`]: causation trees and correlations read from that log (`plugbus trace`).
 //! - [`error`]: the typed errors of the modules above.
 //!
 //! None of these load a library or start a bus, so they are usable on their own (the CLI's
@@ -39,6 +40,7 @@ mod outbound;
 pub mod probe;
 #[cfg(test)]
 mod test_fifo;
+pub mod trace;
 pub mod trust;
 pub mod watch;
 

@@ -9,6 +9,7 @@ mod plugins;
 mod run;
 mod session;
 mod summary;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,14 +25,10 @@ pub(crate) struct Cli {
 
     /// Log filter, in `RUST_LOG` syntax. Plugin logs have the target
     /// `plugbus::plugin::<name>` (e.g. `info`, `warn,plugbus::plugin=trace`,
-    /// `warn,plugbus::plugin::auth-enhancer=debug`).
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILTER",
-        default_value = "warn,plugbus::plugin=info"
-    )]
-    log: String,
+    /// `warn,plugbus::plugin::auth-enhancer=debug`). For `trace`, `--log FILE` names the
+    /// audit log to read instead (repeatable, a rotated set oldest first).
+    #[arg(long, global = true, value_name = "FILTER|FILE", action = clap::ArgAction::Append)]
+    log: Vec<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -51,7 +48,13 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Measure what a delivery costs, beside in-run baselines (use a release build).
     Bench(bench::BenchArgs),
+    /// An event's causation tree (its ancestors and everything it caused), or a whole
+    /// correlation, from an audit log.
+    Trace(trace::TraceArgs),
 }
+
+/// The log filter without `--log`: warnings, and what plugins log at info.
+const DEFAULT_LOG: &str = "warn,plugbus::plugin=info";
 
 /// How a command ended, beyond fatal errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +66,21 @@ pub(crate) enum Finish {
 }
 
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(&cli.log);
+    let mut cli = Cli::parse();
+    // `trace --log FILE`: the values naming files are the audit logs to read, not filters.
+    if let Command::Trace(args) = &mut cli.command {
+        let (files, filters): (Vec<String>, Vec<String>) = std::mem::take(&mut cli.log)
+            .into_iter()
+            .partition(|v| std::path::Path::new(v).is_file());
+        args.logs.extend(files.into_iter().map(PathBuf::from));
+        cli.log = filters;
+    }
+    let filter = if cli.log.is_empty() {
+        DEFAULT_LOG.to_owned()
+    } else {
+        cli.log.join(",")
+    };
+    init_tracing(&filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("plugbus-rt")
@@ -83,6 +99,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Plugins(cmd) => plugins::plugins(cli.config.as_deref(), cmd),
             Command::Audit(cmd) => audit::audit(cmd),
             Command::Bench(args) => bench::bench(args).await,
+            Command::Trace(args) => trace::trace(args),
         }
     });
     // Plugin threads that hung are abandoned, not joined: do not wait for them on exit.
