@@ -389,6 +389,24 @@ pub enum LoadErrorKind {
     /// The trust checks refused the file (permissions, location, symlink, pin).
     #[error("refused by trust policy: {0}")]
     Untrusted(TrustErrorKind),
+    /// The file declares a name that the config pins to other bytes, and the file with those
+    /// bytes was found too: this one is an impostor (or a stale copy) and is refused.
+    #[error(
+        "refused by trust policy: it declares the plugin name '{name}', which [plugin.{name}] \
+         pins to sha-256 {expected}, but its sha-256 is {actual}; the pinned '{name}' is \
+         '{}', which is the one loaded",
+        genuine.display()
+    )]
+    Impostor {
+        /// The pinned name both files declare.
+        name: String,
+        /// The file whose bytes match the pin.
+        genuine: PathBuf,
+        /// The pinned digest.
+        expected: String,
+        /// This file's digest.
+        actual: String,
+    },
     /// The file could not be read or copied.
     #[error("cannot read file: {source}")]
     Io {
@@ -561,7 +579,8 @@ impl LoadErrorKind {
             | LoadErrorKind::DuplicateName { name, .. }
             | LoadErrorKind::ThreadFailed { name, .. }
             | LoadErrorKind::ConstructorTimedOut { name, .. }
-            | LoadErrorKind::AmbiguousName { name, .. } => Some(name),
+            | LoadErrorKind::AmbiguousName { name, .. }
+            | LoadErrorKind::Impostor { name, .. } => Some(name),
             // A pin by plugin name is checked once the name is known: the table was matched.
             LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch { pin, .. }) => Some(pin),
             _ => None,

@@ -543,6 +543,9 @@ impl PluginManager {
         let _ops = self.inner.ops.lock().await;
         let mut report = LoadReport::default();
         let mut libraries: Vec<Library> = Vec::new();
+        // Files that failed the pin of the name they declare: reported once every file was
+        // seen, naming the genuine file if it is among them.
+        let mut pin_failures: Vec<LoadError> = Vec::new();
         for found in self.inner.policy.discover() {
             let trusted = match found {
                 Ok(trusted) => trusted,
@@ -563,11 +566,17 @@ impl PluginManager {
                     tracing::info!(plugin = %name, path = %path.display(), "plugin disabled in the configuration: not mapped");
                     report.disabled.push((name, path));
                 }
+                Err(err) if is_name_pin_failure(&err) => pin_failures.push(err),
                 Err(err) => {
                     self.report_load_error(&err).await;
                     report.errors.push(err.into());
                 }
             }
+        }
+        for err in pin_failures {
+            let err = name_the_genuine(err, &libraries);
+            self.report_load_error(&err).await;
+            report.errors.push(err.into());
         }
         // Names are settled before anything is constructed: unpinned files declaring one name
         // are all refused (a pinned name's impostors already failed their pin).
@@ -1300,6 +1309,50 @@ impl PluginManager {
             error: err.to_string(),
         })
         .await;
+    }
+}
+
+/// True for a file refused because its bytes do not match the pin of the name it declares.
+fn is_name_pin_failure(err: &LoadError) -> bool {
+    use crate::TrustErrorKind;
+    matches!(&err.kind, LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch { pin, .. }) if !pin.ends_with(".so"))
+}
+
+/// A name-pin failure, restated as an impostor naming the genuine file when one of
+/// `libraries` declares that name (its bytes matched the pin).
+fn name_the_genuine(err: LoadError, libraries: &[Library]) -> LoadError {
+    use crate::TrustErrorKind;
+    let LoadError {
+        path,
+        kind:
+            LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch {
+                pin,
+                expected,
+                actual,
+            }),
+        ..
+    } = err
+    else {
+        return err;
+    };
+    match libraries.iter().find(|l| l.meta.name == pin) {
+        Some(genuine) => LoadError::new(
+            path,
+            LoadErrorKind::Impostor {
+                name: pin,
+                genuine: genuine.path.clone(),
+                expected,
+                actual,
+            },
+        ),
+        None => LoadError::new(
+            path,
+            LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch {
+                pin,
+                expected,
+                actual,
+            }),
+        ),
     }
 }
 

@@ -149,12 +149,23 @@ async fn two_unpinned_files_declaring_one_name_are_both_refused_and_a_pin_decide
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].path, second);
     assert!(
-        matches!(
-            &errors[0].kind,
-            LoadErrorKind::Untrusted(TrustErrorKind::PinMismatch { .. })
-        ),
+        matches!(&errors[0].kind, LoadErrorKind::Impostor { name, genuine, .. }
+            if name == "fixture-failer" && *genuine == first),
         "{}",
         errors[0]
+    );
+    // The message names both files: the refused one and the pinned one.
+    let text = errors[0].to_string();
+    assert!(
+        text.contains("libfailer_b.so") && text.contains("libfailer_a.so"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with(&format!(
+            "plugin '{}': refused by trust policy",
+            second.display()
+        )),
+        "{text}"
     );
     // Loading the genuine file again while it runs is a duplicate.
     let err = manager.load(&first).await.unwrap_err();
