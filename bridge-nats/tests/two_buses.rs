@@ -335,7 +335,10 @@ async fn the_server_killed_and_restarted_mid_stream_loses_and_repeats_nothing() 
     let sa = bridge_a.shutdown(Duration::from_secs(5)).await;
     let _ = bridge_b.shutdown(Duration::from_secs(5)).await;
     assert_eq!(sa.outbox_depth, 0, "{sa:?}");
-    assert!(waited_in_outbox > 0, "nothing waited in the outbox during the outage: {sa:?}");
+    assert!(
+        waited_in_outbox > 0,
+        "nothing waited in the outbox during the outage: {sa:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

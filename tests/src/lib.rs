@@ -134,6 +134,16 @@ pub fn plugbus_binary() -> PathBuf {
         .clone()
 }
 
+/// A finished command's standard output, then its standard error, as text: what a user of
+/// the binary sees.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// A private plugin directory (`0755`) inside a private temp dir, removed on drop.
 #[derive(Debug)]
 pub struct PluginDir {

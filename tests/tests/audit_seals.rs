@@ -17,13 +17,7 @@ use plugbus::contract::audit::{hex, Seal};
 use plugbus_tests::{crates, plugbus_binary, PluginDir};
 use sha2::{Digest, Sha256};
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use plugbus_tests::output_text as text;
 
 /// A plugin folder with the audit logger, a key pair, and a log path.
 struct Signed {

@@ -34,13 +34,7 @@ fn run(dir: &PluginDir, config: &str, events: usize) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use plugbus_tests::output_text as text;
 
 #[test]
 fn a_required_audit_logger_that_cannot_write_stops_the_run_with_exit_1() {

@@ -23,13 +23,7 @@ fn plugbus(args: &[&str], config: Option<&Path>) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use plugbus_tests::output_text as text;
 
 fn run(dir: &PluginDir, config: Option<&Path>) -> String {
     let out = plugbus(

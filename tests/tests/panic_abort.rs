@@ -65,13 +65,7 @@ fn plugbus(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use plugbus_tests::output_text as text;
 
 #[test]
 fn a_panic_abort_build_is_refused_with_the_reason_and_the_host_goes_on() {

@@ -8,13 +8,7 @@ use std::process::{Command, Output};
 
 use plugbus_tests::{crates, plugbus_binary, PluginDir};
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use plugbus_tests::output_text as text;
 
 fn plugbus(args: &[&str]) -> Output {
     Command::new(plugbus_binary()).args(args).output().unwrap()
