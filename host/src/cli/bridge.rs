@@ -5,6 +5,7 @@
 //! (unknown keys are errors there). Built without the `nats` feature, a config with the table
 //! is refused rather than silently not bridged.
 
+#[cfg(feature = "nats")]
 use anyhow::Context as _;
 use plugbus::Bus;
 use plugbus_host::Config;

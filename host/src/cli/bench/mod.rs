@@ -17,6 +17,8 @@
 
 mod baselines;
 mod fanout;
+#[cfg(feature = "nats")]
+mod nats;
 mod rss;
 mod scenarios;
 
@@ -313,6 +315,7 @@ const GROUPS: &[&[&str]] = &[
     &["plugin_emit_1", "plugin_emit_2"],
     &["scale_13_types", "scale_1000_types"],
     &["stalled_drop_oldest"],
+    &["nats_forward", "nats_latency"],
 ];
 
 /// The target of a scenario, and whether `row` meets it.
@@ -352,6 +355,7 @@ fn judge(row: &mut Row) {
             "<= 0.8x broadcast, 2 publishers",
             ratio_to(row, "broadcast_n4_2pub").map(|r| r <= 0.8),
         ),
+        "nats_forward" => (">= 100k events/s", row.ops_per_sec.map(|o| o >= 1e5)),
         "latency_emit_n4" => (
             "p99 <= broadcast's at 100k events/s",
             ratio.map(|r| r <= 1.0),
@@ -526,6 +530,16 @@ async fn run_group(
             rows
         }
         "latency_broadcast_n4" => latency_group(plan).await?,
+        #[cfg(feature = "nats")]
+        "nats_forward" => nats::nats_group(plan).await?,
+        #[cfg(not(feature = "nats"))]
+        "nats_forward" => {
+            let why = "built without the nats feature";
+            vec![
+                Row::skipped("nats_forward", EVENT, why),
+                Row::skipped("nats_latency", "p99 latency", why),
+            ]
+        }
         "event_new" => vec![single(plan, Entry::new("event_new", 1, EVENT, &mut EventNew)).await?],
         "plugin_emit_1" => plugin_group(plan, plugins).await?,
         "scale_13_types" => {
@@ -816,7 +830,7 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), names.len());
-        assert_eq!(names.len(), 33);
+        assert_eq!(names.len(), 35);
     }
 
     #[test]

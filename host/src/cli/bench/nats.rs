@@ -1,0 +1,120 @@
+//! The NATS bridge against a local `nats-server` (found on `PATH` or in `/usr/sbin`; the
+//! group is skipped, saying so, when there is none): forwarding throughput with the durable
+//! outbox on, and publish-to-handler latency from host A to host B.
+//!
+//! - `nats_forward`: A emits events as fast as it takes them; the time until JetStream has
+//!   acknowledged every one (each went through A's SQLite outbox). B receives them at the
+//!   same time, on the same two cores, as a real pair of hosts on one machine would.
+//! - `nats_latency`: one event per millisecond; from A's `emit` to B's handler. `ns_per_op`
+//!   is the p99, the p50 beside it.
+
+use super::{Plan, Row, EVENT};
+use parking_lot::Mutex;
+use plugbus::{Bus, Event, EventType};
+use plugbus_bridge_nats::local_server::LocalServer;
+use plugbus_bridge_nats::{NatsBridge, NatsConfig};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BODY: &str = r#"{"user_id":"alice","ip":"10.0.0.1","session_id":"s-1","user_agent":"bench"}"#;
+
+pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let Some(server) = LocalServer::start()? else {
+        let why = "no nats-server found (Debian's package nats-server; .ci/run installs it)";
+        eprint!(" skipped ({why})");
+        return Ok(vec![
+            Row::skipped("nats_forward", EVENT, why),
+            Row::skipped("nats_latency", "p99 latency", why),
+        ]);
+    };
+    let dir = tempfile::tempdir()?;
+    let config = |durable: &str, forward: &[&str], receive: &[&str]| {
+        let mut c = NatsConfig::new(&server.url(), durable)
+            .with_outbox(dir.path().join(format!("{durable}.sqlite")));
+        c.forward = forward.iter().map(|s| (*s).to_owned()).collect();
+        c.receive = receive.iter().map(|s| (*s).to_owned()).collect();
+        c
+    };
+    let a = Bus::builder().build()?;
+    let b = Bus::builder().build()?;
+    let bridge_a = NatsBridge::builder(config("bench-a", &["user.*"], &[]))
+        .start(&a)
+        .await?;
+    let bridge_b = NatsBridge::builder(config("bench-b", &[], &["user.*"]))
+        .start(&b)
+        .await?;
+    let got = Arc::new(AtomicU64::new(0));
+    let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let (g, l) = (Arc::clone(&got), Arc::clone(&latencies));
+    b.subscribe_pattern("user.*")
+        .name("sink")
+        .handle(move |e: &Event| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            l.lock()
+                .push(u64::try_from(now - e.timestamp_unix_nanos()).unwrap_or(0));
+            g.fetch_add(1, Ordering::Relaxed);
+        })?;
+    let events: u64 = if plan.rounds <= 5 { 50_000 } else { 200_000 };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let wait = |what: &'static str, done: &dyn Fn() -> bool| {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nats bench: timed out waiting for {what}"
+        );
+        Ok(!done())
+    };
+    let start = Instant::now();
+    for _ in 0..events {
+        a.emit(Event::builder(EventType::USER_LOGIN).json(BODY).build()?)
+            .await?;
+    }
+    while wait("JetStream's acks", &|| bridge_a.stats().forwarded >= events)? {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let forwarded = start.elapsed();
+    while wait("host B", &|| got.load(Ordering::Relaxed) >= events)? {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let received = start.elapsed();
+    let ns = forwarded.as_nanos() as f64 / events as f64;
+    let mut forward = Row::measured("nats_forward", EVENT, &[ns]);
+    forward.extra.insert("events".into(), json!(events));
+    forward.extra.insert("outbox".into(), json!("sqlite, WAL"));
+    forward.extra.insert(
+        "received_per_s".into(),
+        json!((events as f64 / received.as_secs_f64()).round()),
+    );
+
+    latencies.lock().clear();
+    let paced: u64 = if plan.rounds <= 5 { 1_000 } else { 3_000 };
+    let base = got.load(Ordering::Relaxed);
+    for _ in 0..paced {
+        a.emit(Event::builder(EventType::USER_LOGIN).json(BODY).build()?)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    while wait("host B (paced)", &|| {
+        got.load(Ordering::Relaxed) >= base + paced
+    })? {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut l = latencies.lock().clone();
+    l.sort_unstable();
+    let q = |p: f64| {
+        l.get(((l.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+    };
+    let mut latency = Row::measured("nats_latency", "p99 latency", &[q(0.99).max(1.0)]);
+    latency.ops_per_sec = None;
+    latency.extra.insert("p50_ns".into(), json!(q(0.5)));
+    latency.extra.insert("events".into(), json!(l.len()));
+    bridge_a.shutdown(Duration::from_secs(5)).await;
+    bridge_b.shutdown(Duration::from_secs(5)).await;
+    drop(server);
+    Ok(vec![forward, latency])
+}
