@@ -13,7 +13,7 @@
 //!   acked once the local outcome is known, nacked with backoff if the bus cannot take it;
 //!   a host's own events are dropped on receipt (`Plugbus-Host` header), so are ids seen
 //!   lately (redeliveries); received events carry the origin `remote:<host>` and are never
-//!   forwarded again (see [`receive`](crate::receive) docs on [`NatsBridge`]).
+//!   forwarded again (see [`NatsBridge`]).
 //! - **Transactional outbox**: [`Outbox::stage`] puts an event in the application's own
 //!   SQLite transaction; it exists, and is published locally and to the broker, only if that
 //!   transaction commits.
