@@ -88,10 +88,12 @@ pub fn library_search_path() -> Vec<PathBuf> {
     dirs
 }
 
-/// The built shared library of a workspace crate.
+/// The built shared library of a workspace crate: the newest copy on the search path.
 ///
-/// Waits a few seconds for it to appear: another cargo process sharing the target folder may
-/// be replacing it right now.
+/// Cargo keeps one copy in `deps/` (rebuilt whenever the sources change) and may keep an older
+/// one uplifted into the profile folder by an earlier `cargo build`; taking the first found
+/// would test yesterday's plugin. Waits a few seconds for one to appear: another cargo process
+/// sharing the target folder may be replacing it right now.
 ///
 /// # Panics
 /// When it cannot be found (the message lists where it looked).
@@ -100,7 +102,15 @@ pub fn built_library(crate_name: &str) -> PathBuf {
     let dirs = library_search_path();
     let start = Instant::now();
     loop {
-        if let Some(found) = dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()) {
+        let newest = dirs
+            .iter()
+            .map(|d| d.join(&file))
+            .filter_map(|p| {
+                let modified = fs::metadata(&p).ok()?.modified().ok()?;
+                p.is_file().then_some((modified, p))
+            })
+            .max_by_key(|(modified, _)| *modified);
+        if let Some((_, found)) = newest {
             return found;
         }
         if start.elapsed() > Duration::from_secs(10) {
