@@ -291,7 +291,10 @@ pub const MAX_NAME_LEN: usize = 64;
 /// A plugin name is what config tables, logs, metrics and the audit trail key on: 1 to
 /// [`MAX_NAME_LEN`] characters of lowercase ASCII letters, digits, `-`, `_` and `.`, starting
 /// with a letter or digit.
-fn check_name(name: &str) -> Result<(), String> {
+///
+/// # Errors
+/// Why the name is refused.
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty".to_owned());
     }

@@ -7,6 +7,7 @@ mod demo;
 mod lines;
 mod plugins;
 mod run;
+mod scaffold;
 mod session;
 mod summary;
 mod trace;

@@ -29,6 +29,22 @@ pub(crate) enum PluginsCommand {
         #[arg(long, hide = true)]
         trust: bool,
     },
+    /// Create a new plugin crate (a Plugin with a typed config, a FakeHost test, a README)
+    /// that builds, tests and loads as it is.
+    New {
+        /// The plugin's name (1 to 64 of a-z 0-9 - _ ., starting with a letter or digit).
+        name: String,
+        /// Where to create its folder.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Depend on this plugin-api folder by path (default: the one this plugbus was built
+        /// from).
+        #[arg(long, value_name = "PATH", conflicts_with = "version")]
+        plugin_api: Option<PathBuf>,
+        /// Depend on this published version of plugbus-plugin-api instead of a path.
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+    },
 }
 
 /// One word for what happened to a file, then why: a permissions problem is a refusal by the
@@ -62,6 +78,12 @@ fn status_word(kind: &LoadErrorKind) -> &'static str {
 pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Result<Finish> {
     let mut config = session::load_config(config)?;
     match cmd {
+        PluginsCommand::New {
+            name,
+            dir,
+            plugin_api,
+            version,
+        } => super::scaffold::new_plugin(&name, &dir, plugin_api.as_deref(), version.as_deref()),
         PluginsCommand::List { dirs } => {
             session::override_dirs(&mut config, &dirs)?;
             let policy = TrustPolicy::from_config(&config);
