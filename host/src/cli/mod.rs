@@ -97,7 +97,7 @@ pub(crate) fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(cli.config.as_deref(), args).await,
             Command::Demo(args) => demo::demo(cli.config.as_deref(), args).await,
-            Command::Plugins(cmd) => plugins::plugins(cli.config.as_deref(), cmd),
+            Command::Plugins(cmd) => plugins::plugins(cli.config.as_deref(), cmd).await,
             Command::Audit(cmd) => audit::audit(cmd),
             Command::Bench(args) => bench::bench(args).await,
             Command::Trace(args) => trace::trace(args),

@@ -1,6 +1,7 @@
 //! `plugbus plugins list|inspect`: load and handshake plugin files without starting them.
 
 use super::{session, Finish};
+use anyhow::Context as _;
 use clap::Subcommand;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use plugbus_host::{Inspection, LoadErrorKind, TrustPolicy};
@@ -28,6 +29,14 @@ pub(crate) enum PluginsCommand {
         /// Accepted for compatibility: the trust checks are made by default.
         #[arg(long, hide = true)]
         trust: bool,
+    },
+    /// Dry run: load, construct and start every plugin the config finds, stop them, and report
+    /// (the configuration of each checked by the plugin itself); reads no events. Exit 1 if
+    /// any failed.
+    Check {
+        /// Plugin directories (replace the config's).
+        #[arg(long = "plugins", short = 'p', value_name = "DIR")]
+        dirs: Vec<PathBuf>,
     },
     /// Create a new plugin crate (a Plugin with a typed config, a FakeHost test, a README)
     /// that builds, tests and loads as it is.
@@ -75,9 +84,13 @@ fn status_word(kind: &LoadErrorKind) -> &'static str {
     }
 }
 
-pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Result<Finish> {
+pub(crate) async fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Result<Finish> {
     let mut config = session::load_config(config)?;
     match cmd {
+        PluginsCommand::Check { dirs } => {
+            session::override_dirs(&mut config, &dirs)?;
+            check(config).await
+        }
         PluginsCommand::New {
             name,
             dir,
@@ -185,4 +198,70 @@ pub(crate) fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyhow::Res
             }
         }
     }
+}
+
+/// `plugins check`: every configured plugin loaded, constructed, started and stopped, with
+/// nothing published to it but the host's own lifecycle events.
+async fn check(config: plugbus_host::Config) -> anyhow::Result<Finish> {
+    let bus = plugbus_host::bus_builder(&config.bus)
+        .build()
+        .context("building the bus")?;
+    let required: Vec<String> = config
+        .plugin
+        .iter()
+        .filter(|(_, s)| s.required && s.enabled)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let manager = plugbus_host::PluginManager::new(bus.clone(), config);
+    let report = manager.load_all().await;
+    let stopped = manager.shutdown().await;
+    let _ = bus.shutdown(std::time::Duration::from_secs(5)).await;
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["plugin", "version", "result", "file"]);
+    for s in &stopped {
+        let started = report.started.contains(&s.name);
+        t.add_row(vec![
+            s.name.clone(),
+            s.version.clone(),
+            if started {
+                "ok: constructed, started, stopped".to_owned()
+            } else {
+                format!("not started ({})", s.state)
+            },
+            s.path.display().to_string(),
+        ]);
+    }
+    for (name, path) in &report.disabled {
+        t.add_row(vec![
+            name.clone(),
+            String::new(),
+            "disabled in the config".to_owned(),
+            path.display().to_string(),
+        ]);
+    }
+    println!("{t}");
+    for err in &report.errors {
+        println!("error: {err}");
+    }
+    let missing: Vec<&String> = required
+        .iter()
+        .filter(|r| !report.started.contains(r))
+        .collect();
+    for name in &missing {
+        println!("error: required plugin '{name}' did not start");
+    }
+    let ok = report.errors.is_empty() && missing.is_empty();
+    println!(
+        "{}: {} started, {} disabled, {} errors",
+        if ok { "ok" } else { "FAILED" },
+        report.started.len(),
+        report.disabled.len(),
+        report.errors.len() + missing.len()
+    );
+    Ok(if ok {
+        Finish::Clean
+    } else {
+        Finish::WithErrors
+    })
 }
