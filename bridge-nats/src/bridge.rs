@@ -214,6 +214,7 @@ impl NatsBridge {
             ready_tx,
             consumer.clone(),
             stop_receive.subscribe(),
+            stop_all.subscribe(),
         ));
         Ok(NatsBridge {
             config,
@@ -402,15 +403,27 @@ async fn setup_and_receive(
     ready: watch::Sender<bool>,
     consumer_slot: Arc<Mutex<Option<PullConsumer>>>,
     mut stop: watch::Receiver<bool>,
+    mut stop_all: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     let mut seen = Some(SeenIds::new(config.dedup_window));
     loop {
-        if *stop.borrow() {
+        if *stop_all.borrow() {
+            return;
+        }
+        // Receiving may be stopped before the stream was ever set up (a run whose input ended
+        // at once): the relay still needs the stream to drain the outbox, so the setup goes
+        // on until it succeeds or the whole bridge stops; only the receiving is skipped.
+        let stopping = *stop.borrow();
+        if stopping && *ready.borrow() {
             return;
         }
         match setup(&js, &config).await {
+            Ok(_) if stopping => {
+                let _ = ready.send(true);
+                return;
+            }
             Ok(consumer) => {
                 let _ = ready.send(true);
                 if warned {
@@ -455,9 +468,17 @@ async fn setup_and_receive(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => return,
+        if stopping {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop_all.changed() => return,
+            }
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                // Stopped receiving: loop once more, to make sure the stream is set up.
+                _ = stop.changed() => {}
+            }
         }
         backoff = (backoff * 2).min(SETUP_BACKOFF_MAX);
     }

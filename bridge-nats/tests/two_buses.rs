@@ -414,3 +414,31 @@ async fn a_staged_event_is_published_only_if_its_transaction_commits() {
         "{sa:?}"
     );
 }
+
+/// A host whose input ends at once stops receiving right after the bridge starts, perhaps
+/// before the stream was ever set up: forwarding must still drain the outbox at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_receiving_at_once_still_drains_the_outbox() {
+    let Some(server) = server() else { return };
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::builder().build().unwrap();
+        let mut bridge = NatsBridge::builder(config(
+            &server.url(),
+            &format!("host-quick-{round}"),
+            dir.path(),
+            &["user.*"],
+            &["data.*"],
+        ))
+        .start(&bus)
+        .await
+        .unwrap();
+        for n in 0..50 {
+            bus.emit(event(EventType::USER_LOGIN, n)).await.unwrap();
+        }
+        bridge.stop_receiving().await;
+        let stats = bridge.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(stats.outbox_depth, 0, "round {round}: {stats:?}");
+        assert_eq!(stats.forwarded, 50, "round {round}: {stats:?}");
+    }
+}
