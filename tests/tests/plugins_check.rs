@@ -48,7 +48,11 @@ fn a_good_config_checks_ok_and_a_bad_one_names_its_key() {
 
     let (code, out) = check(
         &dir,
-        "[plugin.auth-enhancer]\nrequired = true\nconfig = { max_failures = \"many\" }\n",
+        &format!(
+            "[plugin.audit-logger]\nconfig = {{ path = \"{}\" }}\n\
+             [plugin.auth-enhancer]\nrequired = true\nconfig = {{ max_failures = \"many\" }}\n",
+            log.display()
+        ),
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("max_failures"), "the key is named: {out}");
