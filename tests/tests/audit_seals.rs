@@ -46,21 +46,28 @@ impl Signed {
         self.keys.join("audit.pub")
     }
 
-    /// Runs the host over `lines` with the audit logger signing; `extra` is added to its
-    /// config table.
-    fn run(&self, lines: &[String], extra: &str) -> Output {
+    /// Writes the host's config: the audit logger required and signing, with `settings`
+    /// (after the path and key) in its config table. Returns the file.
+    fn write_config(&self, settings: &str) -> PathBuf {
         let config = self.dir.scratch().join("plugbus.toml");
         fs::write(
             &config,
             format!(
                 "[plugins]\ndirectories = [\"{}\"]\n[plugin.audit-logger]\nrequired = true\n\
-                 config = {{ path = \"{}\", signing_key = \"{}\", seal_every = 10{extra} }}\n",
+                 config = {{ path = \"{}\", signing_key = \"{}\", {settings} }}\n",
                 self.dir.path().display(),
                 self.log.display(),
                 self.keys.join("audit.key").display()
             ),
         )
         .unwrap();
+        config
+    }
+
+    /// Runs the host over `lines` with the audit logger signing every 10 records; `extra` is
+    /// added to its config table.
+    fn run(&self, lines: &[String], extra: &str) -> Output {
+        let config = self.write_config(&format!("seal_every = 10{extra}"));
         let input = self.dir.scratch().join("events.jsonl");
         fs::write(&input, lines.concat()).unwrap();
         let out = Command::new(plugbus_binary())
@@ -406,18 +413,7 @@ fn a_restarted_log_resumes_and_still_verifies() {
 fn seals_are_written_on_time_while_records_wait() {
     let s = Signed::new();
     // Feed the input slowly through a pipe: 3 events, then a pause of 4 seal intervals.
-    let config = s.dir.scratch().join("plugbus.toml");
-    fs::write(
-        &config,
-        format!(
-            "[plugins]\ndirectories = [\"{}\"]\n[plugin.audit-logger]\nrequired = true\n\
-             config = {{ path = \"{}\", signing_key = \"{}\", seal_every = 1000, seal_interval = \"200ms\" }}\n",
-            s.dir.path().display(),
-            s.log.display(),
-            s.keys.join("audit.key").display()
-        ),
-    )
-    .unwrap();
+    let config = s.write_config("seal_every = 1000, seal_interval = \"200ms\"");
     let mut child = Command::new(plugbus_binary())
         .args(["run", "-c"])
         .arg(&config)

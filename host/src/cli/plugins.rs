@@ -206,12 +206,7 @@ async fn check(config: plugbus_host::Config) -> anyhow::Result<Finish> {
     let bus = plugbus_host::bus_builder(&config.bus)
         .build()
         .context("building the bus")?;
-    let required: Vec<String> = config
-        .plugin
-        .iter()
-        .filter(|(_, s)| s.required && s.enabled)
-        .map(|(name, _)| name.clone())
-        .collect();
+    let required = session::required_plugins(&config);
     let manager = plugbus_host::PluginManager::new(bus.clone(), config);
     let report = manager.load_all().await;
     let stopped = manager.shutdown().await;

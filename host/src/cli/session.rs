@@ -60,6 +60,16 @@ impl Outcome {
     }
 }
 
+/// The plugins the config marks `required` (and enabled): their failure fails the run.
+pub(crate) fn required_plugins(config: &Config) -> Vec<String> {
+    config
+        .plugin
+        .iter()
+        .filter(|(_, s)| s.required && s.enabled)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Config::from_path(p).map_err(anyhow::Error::new),
@@ -110,12 +120,7 @@ impl Session {
             .context("subscribing the alert watcher")?;
         let shutdown_timeout = config.bus.shutdown_timeout;
         let watch = config.plugins.watch;
-        let required: Vec<String> = config
-            .plugin
-            .iter()
-            .filter(|(_, s)| s.required && s.enabled)
-            .map(|(name, _)| name.clone())
-            .collect();
+        let required = required_plugins(&config);
         let bridge_config = config.clone();
         let manager = PluginManager::new(bus.clone(), config);
         let load = manager.load_all().await;
