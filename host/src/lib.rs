@@ -1,6 +1,7 @@
-//! The plugbus host: plugin loader, manager, config and the plugbus binary.
+//! The plugbus host library: plugin loader, manager, config, hot-plug. The `plugbus` binary
+//! (crate `plugbus-cli`) and `plugbus bench` (crate `plugbus-bench`) are built on it, so an
+//! application embedding the host compiles neither clap nor the bench.
 //!
-//! The library is usable without the CLI:
 //! - [`manager`]: [`PluginManager`] loads every plugin of the configured directories
 //!   ([`PluginManager::load_all`] → [`LoadReport`]), runs each on its own thread, wires its
 //!   subscriptions to the bus, reports [`PluginStatus`] and lifecycle events; `load`, `start`,

@@ -135,7 +135,7 @@ pub fn plugbus_binary() -> PathBuf {
             // Always asked, so a binary older than the sources is rebuilt (a no-op when it is
             // up to date); `cargo test` itself builds libraries, not the host's binary.
             let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "plugbus-host", "--bin", "plugbus"])
+                .args(["build", "--quiet", "-p", "plugbus-cli", "--bin", "plugbus"])
                 .status()
                 .unwrap();
             assert!(status.success());

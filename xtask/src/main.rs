@@ -87,11 +87,10 @@ fn build(what: &Build<'_>) -> Result<(PathBuf, PathBuf, PathBuf)> {
     }
     cmd.args([
         "--message-format=json-render-diagnostics",
-        "--lib",
         "--bin",
         "plugbus",
         "-p",
-        "plugbus-host",
+        "plugbus-cli",
     ]);
     for p in what.plugins {
         cmd.args(["-p", p]);

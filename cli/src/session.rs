@@ -22,7 +22,7 @@ pub(crate) struct Session {
     /// Plugins marked `required` (fail closed).
     required: Vec<String>,
     /// The NATS bridge, when the config has `[bridge.nats]`.
-    bridge: Option<super::bridge::Bridge>,
+    bridge: Option<crate::bridge::Bridge>,
     _watcher: Option<Watcher>,
 }
 
@@ -37,7 +37,7 @@ pub(crate) struct Outcome {
     /// Why a required plugin could not be relied on by the end, if one could not.
     pub(crate) required_failure: Option<String>,
     /// The bridge's counters, when there was one.
-    pub(crate) bridge: Option<super::bridge::Figures>,
+    pub(crate) bridge: Option<crate::bridge::Figures>,
 }
 
 impl Outcome {
@@ -126,7 +126,7 @@ impl Session {
         let load = manager.load_all().await;
         // After the plugins: a remote event taken now reaches them (it is acked once they
         // had it, so none may be missing yet).
-        let bridge = super::bridge::start(&bus, &bridge_config, config_path).await?;
+        let bridge = crate::bridge::start(&bus, &bridge_config, config_path).await?;
         // Each failure once, as it happens (the library logs them at debug level only).
         for err in &load.errors {
             eprintln!("plugbus: {err}");

@@ -1,8 +1,8 @@
 //! `plugbus run`: JSON Lines events in, through the bus, to the loaded plugins.
 
-use super::lines::{LineError, LineReader};
-use super::session::{self, Session};
-use super::{summary, Finish};
+use crate::lines::{LineError, LineReader};
+use crate::session::{self, Session};
+use crate::{summary, Finish};
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};

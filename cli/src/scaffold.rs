@@ -6,7 +6,7 @@
 //! a `Plugin` with a typed config, a test against the plugin-api's `FakeHost`, and a README
 //! saying how to build, test and load it.
 
-use super::Finish;
+use crate::Finish;
 use anyhow::Context as _;
 use plugbus::contract::validate_type_name;
 use std::path::{Path, PathBuf};

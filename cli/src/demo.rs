@@ -3,8 +3,8 @@
 //! tries one password after another. The audit logger records it all, the auth enhancer raises
 //! alerts, and the summary shows what happened and where the audit log is.
 
-use super::session::{self, Session};
-use super::{summary, Finish};
+use crate::session::{self, Session};
+use crate::{summary, Finish};
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};

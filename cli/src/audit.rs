@@ -1,6 +1,6 @@
 //! `plugbus audit`: make the audit key pair, verify an audit log's chain and seals.
 
-use super::Finish;
+use crate::Finish;
 use anyhow::Context as _;
 use clap::Subcommand;
 use plugbus_host::audit::{self, keys, seals::SealSummary, VerifyReport};

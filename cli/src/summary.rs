@@ -1,6 +1,6 @@
 //! The end-of-run summary: events per type, per-handler outcomes, plugins, alerts, the account.
 
-use super::session::Outcome;
+use crate::session::Outcome;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use std::time::Duration;
 
@@ -157,7 +157,7 @@ pub(crate) fn print(o: &Outcome) {
     }
 }
 
-fn print_bridge(b: &super::bridge::Figures) {
+fn print_bridge(b: &crate::bridge::Figures) {
     println!("\nBridge (NATS JetStream)");
     let mut t = table(&[
         "forwarded",

@@ -22,7 +22,6 @@ mod nats;
 mod rss;
 mod scenarios;
 
-use super::Finish;
 use anyhow::Context as _;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
@@ -35,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// A short run (under a minute on two cores) with the same scenarios.
     #[arg(long)]
     quick: bool,
@@ -80,16 +79,16 @@ impl Plan {
     }
 }
 
-pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One measured side of a scenario.
-pub(super) trait Side: Send {
+pub(crate) trait Side: Send {
     /// Runs `iters` iterations and returns how long they took (setup excluded).
     fn run(&mut self, iters: u64) -> BoxFuture<'_, anyhow::Result<Duration>>;
 }
 
 /// Waits (yielding to the runtime) until `counter` reaches `target`.
-pub(super) async fn wait_count(counter: &AtomicU64, target: u64) -> anyhow::Result<()> {
+pub(crate) async fn wait_count(counter: &AtomicU64, target: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut spins = 0u32;
     while counter.load(Ordering::Acquire) < target {
@@ -389,7 +388,7 @@ fn selected(filters: &[String], group: &[&str]) -> bool {
             .any(|name| filters.iter().any(|f| name.contains(f.as_str())))
 }
 
-pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<Finish> {
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     // Run on a worker thread of the runtime, not on the thread blocked in `block_on`.
     let rows = tokio::spawn(run(args.quick, args.rounds, args.filter, args.plugins))
         .await
@@ -411,7 +410,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<Finish> {
             .with_context(|| format!("writing '{}'", path.display()))?;
         println!("figures written to {}", path.display());
     }
-    Ok(Finish::Clean)
+    Ok(())
 }
 
 async fn run(

@@ -1,6 +1,6 @@
 //! `plugbus plugins list|inspect`: load and handshake plugin files without starting them.
 
-use super::{session, Finish};
+use crate::{session, Finish};
 use anyhow::Context as _;
 use clap::Subcommand;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
@@ -96,7 +96,7 @@ pub(crate) async fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyho
             dir,
             plugin_api,
             version,
-        } => super::scaffold::new_plugin(&name, &dir, plugin_api.as_deref(), version.as_deref()),
+        } => crate::scaffold::new_plugin(&name, &dir, plugin_api.as_deref(), version.as_deref()),
         PluginsCommand::List { dirs } => {
             session::override_dirs(&mut config, &dirs)?;
             let policy = TrustPolicy::from_config(&config);

@@ -1,6 +1,6 @@
 //! `plugbus trace`: an event's causation tree, or a whole correlation, from an audit log.
 
-use super::Finish;
+use crate::Finish;
 use clap::{Args, ValueEnum};
 use plugbus_host::trace::TraceLog;
 use std::path::PathBuf;
