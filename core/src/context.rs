@@ -5,24 +5,62 @@
 //! context follows the handler's task across await points and threads, like a task-local, but
 //! costs two thread-local writes instead of a map lookup. Any event published while the slot is
 //! set gets `causation_id` = the handled event's id and inherits its correlation id (or takes its
-//! id as correlation id), unless the publisher set them explicitly.
+//! id as correlation id), unless the publisher set them explicitly. When the handled event
+//! carries a W3C trace context, the slot carries it too ([`Causation::trace`]), and those events
+//! continue its trace with a span id of their own (see [`trace_context`](crate::trace_context)).
 //!
 //! Code outside a handler (an HTTP request handler, a plugin host thread) can set the context
 //! explicitly with [`scope`] or [`enter`].
 
 use crate::id::EventId;
+use crate::trace_context::{TraceContext, TraceRef};
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The context handlers of an event run in: that event's id and its correlation id.
+/// The context handlers of an event run in: that event's id, its correlation id and its trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Causation {
     /// The event being handled; becomes `causation_id` of events published meanwhile.
     pub event_id: EventId,
     /// The correlation id those events inherit.
     pub correlation_id: EventId,
+    /// The handled event's trace context, if it has one: events published meanwhile continue
+    /// that trace (same trace id, flags and tracestate, a fresh span id).
+    pub trace: Option<TraceRef>,
+}
+
+impl Causation {
+    /// A context for code outside a handler that acts on behalf of `event_id` (which also
+    /// serves as the correlation id), without a trace.
+    pub const fn new(event_id: EventId) -> Causation {
+        Causation {
+            event_id,
+            correlation_id: event_id,
+            trace: None,
+        }
+    }
+
+    /// The same context continuing `trace`: events published in it become children of that
+    /// span. For an edge that received a `traceparent` (an HTTP request, a message) and
+    /// publishes on its behalf.
+    ///
+    /// ```
+    /// use plugbus::context::{self, Causation};
+    /// use plugbus::{EventId, TraceContext};
+    /// let incoming: TraceContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse()?;
+    /// let ctx = Causation::new(EventId::new()).with_trace(&incoming);
+    /// context::enter(Some(ctx), || {
+    ///     let child = context::current_trace().map(|t| t.child());
+    ///     assert_eq!(child.map(|c| c.trace_id), Some(incoming.trace_id));
+    /// });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_trace(mut self, trace: &TraceContext) -> Causation {
+        self.trace = Some(trace.to_ref());
+        self
+    }
 }
 
 thread_local! {
@@ -32,6 +70,13 @@ thread_local! {
 /// The context of the handler running on this thread, if any.
 pub fn current() -> Option<Causation> {
     CURRENT.with(Cell::get)
+}
+
+/// The trace context of the event whose handler runs on this thread, if it has one (the
+/// handled event's own, tracestate included). Events published now continue it; code that
+/// calls out of process (an HTTP client) can send `current_trace().map(|t| t.child())` along.
+pub fn current_trace() -> Option<TraceContext> {
+    current()?.trace.map(|t| t.context())
 }
 
 /// Runs `f` with `ctx` as the current context, restoring the previous one afterwards (also when
@@ -103,7 +148,17 @@ mod tests {
         Causation {
             event_id: EventId::new(),
             correlation_id: EventId::new(),
+            trace: None,
         }
+    }
+
+    #[test]
+    fn the_trace_rides_along() {
+        let tc = TraceContext::new_root();
+        let a = Causation::new(EventId::new()).with_trace(&tc);
+        assert_eq!(current_trace(), None);
+        enter(Some(a), || assert_eq!(current_trace(), Some(tc.clone())));
+        assert_eq!(current_trace(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub use crate::metadata::Metadata;
 use crate::origin::Origin;
 use crate::payload_value::Payload;
 use crate::text::SmallText;
+use crate::trace_context::{SpanId, TraceContext, TraceState, TRACEPARENT, TRACESTATE};
 use chrono::{DateTime, Utc};
 use plugbus_contract::{keys, Category, TypedEvent};
 use std::borrow::Cow;
@@ -51,6 +52,8 @@ struct EventInner {
     origin: Origin,
     metadata: Metadata,
     payload: Payload,
+    /// Boxed: most events carry none, and every event's envelope is copied at least once.
+    trace: Option<Box<TraceContext>>,
 }
 
 impl Event {
@@ -77,8 +80,9 @@ impl Event {
                 origin: Origin::LOCAL,
                 metadata: Metadata::new(),
                 payload: Payload::empty(),
+                trace: None,
             }),
-            error: None,
+            rare: None,
         }
     }
 
@@ -182,10 +186,29 @@ impl Event {
         self.0.payload.json()
     }
 
-    /// Other metadata (request id and application keys). Correlation and causation ids have
-    /// their own accessors.
+    /// Other metadata (request id and application keys). Correlation and causation ids and the
+    /// trace context have their own accessors.
     pub fn metadata(&self) -> &Metadata {
         &self.0.metadata
+    }
+
+    /// The W3C trace context (`traceparent` and `tracestate`), if the event carries one; see
+    /// [`trace_context`](crate::trace_context).
+    ///
+    /// ```
+    /// use plugbus::{Event, EventType};
+    /// let e = Event::builder(EventType::USER_LOGIN)
+    ///     .metadata("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    ///     .metadata("tracestate", "congo=t61rcWkgMzE")
+    ///     .build()?;
+    /// let trace = e.trace_context().unwrap();
+    /// assert_eq!(trace.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// assert_eq!(trace.tracestate(), Some("congo=t61rcWkgMzE"));
+    /// assert_eq!(e.metadata().get("traceparent"), None); // kept parsed, not as text
+    /// # Ok::<(), plugbus::EventError>(())
+    /// ```
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.0.trace.as_deref()
     }
 
     /// The correlation id: groups every event stemming from one origin.
@@ -203,22 +226,32 @@ impl Event {
         self.0.metadata.get(keys::REQUEST_ID)
     }
 
-    /// Every metadata entry as text, well-known ids included (the form used on the wire).
+    /// Every metadata entry as text, well-known ids and the trace context included (the form
+    /// used on the wire).
     pub fn metadata_pairs(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
         let ids = [
             (keys::CORRELATION_ID, self.0.correlation_id),
             (keys::CAUSATION_ID, self.0.causation_id),
         ];
+        let trace = self.0.trace.as_deref();
         ids.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, Cow::Owned(v.to_string()))))
+            .chain(trace.map(|t| (TRACEPARENT, Cow::Owned(t.traceparent()))))
+            .chain(
+                trace
+                    .and_then(TraceContext::tracestate)
+                    .map(|s| (TRACESTATE, Cow::Borrowed(s))),
+            )
             .chain(self.0.metadata.iter().map(|(k, v)| (k, Cow::Borrowed(v))))
     }
 
     /// The causation context handlers of this event run in.
+    #[inline]
     pub fn causation(&self) -> Causation {
         Causation {
             event_id: self.0.id,
             correlation_id: self.0.correlation_id.unwrap_or(self.0.id),
+            trace: self.0.trace.as_deref().map(TraceContext::to_ref),
         }
     }
 
@@ -228,7 +261,10 @@ impl Event {
         self.0.causation_id.is_none() && ctx.event_id != self.0.id
     }
 
-    /// Fills causation and correlation from `ctx` unless the event already has a causation id.
+    /// Fills causation and correlation from `ctx` unless the event already has a causation id,
+    /// and continues the cause's trace: an event without a trace context gets a child of the
+    /// cause's, one that copied the cause's exact traceparent gets a fresh span id, and one with
+    /// a trace context of its own keeps it.
     pub(crate) fn caused_by(mut self, ctx: Causation) -> Event {
         if !self.takes_cause(ctx) {
             return self;
@@ -238,12 +274,23 @@ impl Event {
         if inner.correlation_id.is_none() {
             inner.correlation_id = Some(ctx.correlation_id);
         }
+        if let Some(parent) = ctx.trace {
+            match &mut inner.trace {
+                None => inner.trace = Some(Box::new(parent.child())),
+                Some(own)
+                    if own.trace_id == parent.trace_id() && own.span_id == parent.span_id() =>
+                {
+                    own.span_id = SpanId::random();
+                }
+                Some(_) => {}
+            }
+        }
         self
     }
 
     /// Takes the causation of the handler running on this thread now, as `publish` and `emit`
     /// do when they admit an event: its id becomes `causation_id`, its correlation id this
-    /// event's (unless this event already has a causation id). For an event built here but
+    /// event's, and its trace is continued (unless this event already has a causation id). For an event built here but
     /// published from another task or thread, where that context is gone.
     ///
     /// ```
@@ -283,6 +330,7 @@ impl fmt::Debug for Event {
             .field("timestamp", &self.timestamp())
             .field("correlation_id", &self.0.correlation_id)
             .field("causation_id", &self.0.causation_id)
+            .field("trace", &self.0.trace)
             .field("payload", &self.0.payload)
             .finish()
     }
@@ -298,7 +346,17 @@ const UNSET_TIME: i64 = i64::MIN;
 #[must_use = "call build() to get the event"]
 pub struct EventBuilder {
     inner: UniqueArc<EventInner>,
-    error: Option<Box<EventError>>,
+    /// What most builders never need: an error to report, trace metadata to settle at build.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Debug, Default)]
+struct Rare {
+    error: Option<EventError>,
+    /// A `tracestate` given as metadata, for the trace context the event ends up with.
+    state: Option<TraceState>,
+    /// An invalid `traceparent` was given (and not carried): the trace restarts at build.
+    restart_trace: bool,
 }
 
 impl fmt::Debug for EventBuilder {
@@ -306,7 +364,7 @@ impl fmt::Debug for EventBuilder {
         f.debug_struct("EventBuilder")
             .field("type", &self.inner.event_type.name())
             .field("source", &self.inner.source.as_str())
-            .field("error", &self.error)
+            .field("error", &self.rare.as_ref().and_then(|r| r.error.as_ref()))
             .finish_non_exhaustive()
     }
 }
@@ -316,9 +374,14 @@ impl EventBuilder {
         &mut self.inner
     }
 
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     fn fail(&mut self, e: EventError) {
-        if self.error.is_none() {
-            self.error = Some(Box::new(e));
+        let rare = self.rare();
+        if rare.error.is_none() {
+            rare.error = Some(e);
         }
     }
 
@@ -389,23 +452,86 @@ impl EventBuilder {
         self.metadata(keys::REQUEST_ID, id)
     }
 
+    /// The W3C trace context (see [`trace_context`](crate::trace_context)); replaces one given
+    /// before, as metadata or here. The default is none: the event continues the trace of the
+    /// handler it is published from, if any.
+    ///
+    /// ```
+    /// use plugbus::{Event, EventType, TraceContext};
+    /// let root = TraceContext::new_root();
+    /// let e = Event::builder(EventType::USER_LOGIN).trace_context(root.clone()).build()?;
+    /// assert_eq!(e.trace_context(), Some(&root));
+    /// # Ok::<(), plugbus::EventError>(())
+    /// ```
+    pub fn trace_context(mut self, trace: TraceContext) -> Self {
+        if let Some(rare) = self.rare.as_mut() {
+            rare.state = None;
+            rare.restart_trace = false;
+        }
+        self.fields().trace = Some(Box::new(trace));
+        self
+    }
+
     /// Adds a metadata entry. `correlation_id` and `causation_id` must be UUIDs (checked now,
-    /// reported at [`build`](Self::build)).
+    /// reported at [`build`](Self::build)). `traceparent` and `tracestate` become the event's
+    /// [trace context](Event::trace_context); invalid ones are not carried and are no error
+    /// (see [`trace_context`](crate::trace_context#bad-input)).
     pub fn metadata(mut self, key: &str, value: &str) -> Self {
-        let parsed = match key {
-            keys::CORRELATION_ID | keys::CAUSATION_ID => Some(value.parse::<EventId>()),
-            _ => None,
-        };
-        match parsed {
-            Some(Ok(id)) if key == keys::CORRELATION_ID => self.fields().correlation_id = Some(id),
-            Some(Ok(id)) => self.fields().causation_id = Some(id),
-            Some(Err(e)) => self.fail(EventError::InvalidMetadata {
-                key: key.to_owned(),
-                reason: format!("not a UUID: {e}"),
-            }),
-            None => self.fields().metadata.insert(key, value),
+        match key {
+            keys::CORRELATION_ID | keys::CAUSATION_ID => match value.parse::<EventId>() {
+                Ok(id) if key == keys::CORRELATION_ID => self.fields().correlation_id = Some(id),
+                Ok(id) => self.fields().causation_id = Some(id),
+                Err(e) => self.fail(EventError::InvalidMetadata {
+                    key: key.to_owned(),
+                    reason: format!("not a UUID: {e}"),
+                }),
+            },
+            TRACEPARENT => self.traceparent(value),
+            TRACESTATE => self.tracestate(value),
+            _ => self.fields().metadata.insert(key, value),
         }
         self
+    }
+
+    #[cold]
+    fn traceparent(&mut self, value: &str) {
+        match TraceContext::parse(value) {
+            Ok(trace) => {
+                let fields = self.fields();
+                let state = fields.trace.take().and_then(|t| t.state);
+                fields.trace = Some(Box::new(trace.with_state(state)));
+                if let Some(rare) = self.rare.as_mut() {
+                    rare.restart_trace = false;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "not carrying an invalid traceparent: the trace restarts");
+                self.fields().trace = None;
+                self.rare().restart_trace = true;
+            }
+        }
+    }
+
+    #[cold]
+    fn tracestate(&mut self, value: &str) {
+        match TraceState::parse(value) {
+            Ok(state) => self.rare().state = Some(state),
+            Err(error) => tracing::debug!(%error, "not carrying an invalid tracestate"),
+        }
+    }
+
+    /// Settles the trace metadata given: a tracestate joins the trace context, and an invalid
+    /// traceparent is replaced by a child of the current handler's trace or a new trace.
+    #[cold]
+    fn settle_trace(&mut self, rare: Rare) {
+        let fields = self.fields();
+        if rare.restart_trace && fields.trace.is_none() {
+            let current = crate::context::current().and_then(|c| c.trace);
+            let trace = current.map_or_else(TraceContext::new_root, |t| t.child());
+            fields.trace = Some(Box::new(trace));
+        } else if let (Some(trace), Some(state)) = (fields.trace.as_mut(), rare.state) {
+            trace.state = Some(state).filter(|s| !s.is_empty());
+        }
     }
 
     /// Builds the event.
@@ -414,8 +540,11 @@ impl EventBuilder {
     /// The type was invalid, a JSON payload did not parse, or a well-known metadata id was not a
     /// UUID.
     pub fn build(mut self) -> Result<Event, EventError> {
-        if let Some(e) = self.error.take() {
-            return Err(*e);
+        if let Some(mut rare) = self.rare.take() {
+            if let Some(e) = rare.error.take() {
+                return Err(e);
+            }
+            self.settle_trace(*rare);
         }
         let inner = self.fields();
         let nil = inner.id == EventId::nil();

@@ -65,6 +65,9 @@
 //!   publish, subscribe and unsubscribe re-entrantly.
 //! - **Causation**: an event published while a handler runs gets the handled event's id as
 //!   `causation_id` and its correlation id (see [`context`]).
+//! - **Tracing**: an event carrying a W3C `traceparent` (and `tracestate`) passes its trace on to
+//!   every event published while it is handled, each with a fresh span id (see
+//!   [`trace_context`]). Events without one cost nothing extra.
 //! - **Accounting**: every delivery ends delivered, skipped, failed or dead-lettered; the
 //!   [`ShutdownReport`] balances to the event.
 //! - **Panics** in handlers are caught and reported; they never unwind into the bus.
@@ -99,6 +102,7 @@ mod stats;
 mod subscription;
 mod text;
 pub mod timeout;
+pub mod trace_context;
 mod wire;
 
 pub use bus::{Bus, BusBuilder, EventArg, Publish, ReplayReport};
@@ -124,6 +128,7 @@ pub use report::PublishReport;
 pub use shutdown::ShutdownReport;
 pub use stats::{BusStats, DeliveryTotals, SubscriptionStats};
 pub use subscription::{DeliveryReport, Outcome, SubscriptionBuilder, SubscriptionId};
+pub use trace_context::{TraceContext, TraceState};
 
 pub use plugbus_contract as contract;
 pub use plugbus_contract::{keys, payload, types, Category, Pattern, TypedEvent};

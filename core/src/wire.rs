@@ -13,6 +13,10 @@
 //! errors, so a typo does not silently drop data. An `origin` field is refused: the origin is
 //! stamped by whoever admits the event ([`Origin`](crate::Origin)), never claimed by it, and the
 //! JSON form does not carry it.
+//!
+//! A W3C `traceparent` and `tracestate` travel as plain metadata entries and are validated on
+//! input: valid ones become the event's [trace context](crate::Event::trace_context), invalid ones
+//! are not carried and start a new trace instead (see [`trace_context`](crate::trace_context)).
 
 use crate::error::{DecodeError, EventError};
 use crate::event::Event;
