@@ -12,7 +12,7 @@ pub use crate::metadata::Metadata;
 use crate::origin::Origin;
 use crate::payload_value::Payload;
 use crate::text::SmallText;
-use crate::trace_context::{SpanId, TraceContext, TraceState, TRACEPARENT, TRACESTATE};
+use crate::trace_context::{TraceContext, TraceState, TRACEPARENT, TRACESTATE};
 use chrono::{DateTime, Utc};
 use plugbus_contract::{keys, Category, TypedEvent};
 use std::borrow::Cow;
@@ -262,9 +262,9 @@ impl Event {
     }
 
     /// Fills causation and correlation from `ctx` unless the event already has a causation id,
-    /// and continues the cause's trace: an event without a trace context gets a child of the
-    /// cause's, one that copied the cause's exact traceparent gets a fresh span id, and one with
-    /// a trace context of its own keeps it.
+    /// and continues the cause's trace: an event without a trace context, or with a copy of the
+    /// cause's traceparent, gets a child of the cause's (a fresh span id, the cause's flags and
+    /// tracestate); one with a trace context of its own keeps it.
     pub(crate) fn caused_by(mut self, ctx: Causation) -> Event {
         if !self.takes_cause(ctx) {
             return self;
@@ -275,14 +275,12 @@ impl Event {
             inner.correlation_id = Some(ctx.correlation_id);
         }
         if let Some(parent) = ctx.trace {
+            let copied = |own: &TraceContext| {
+                own.trace_id == parent.trace_id() && own.span_id == parent.span_id()
+            };
             match &mut inner.trace {
-                None => inner.trace = Some(Box::new(parent.child())),
-                Some(own)
-                    if own.trace_id == parent.trace_id() && own.span_id == parent.span_id() =>
-                {
-                    own.span_id = SpanId::random();
-                }
-                Some(_) => {}
+                Some(own) if !copied(own) => {}
+                slot => *slot = Some(Box::new(parent.child())),
             }
         }
         self

@@ -15,7 +15,7 @@
 //! handlers, re-entrant publishing at any depth, mailboxes, deferred handlers, and the events a
 //! plugin publishes while it handles a delivery. An event that brings its own valid
 //! `traceparent` keeps it, except that a copy of its cause's exact traceparent (a plugin that
-//! passed the metadata it was given back) gets a fresh span id, so no two events share one.
+//! passed the metadata it was given back) counts as none, so no two events share a span id.
 //!
 //! # What the bus does not do
 //!
