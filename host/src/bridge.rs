@@ -9,6 +9,17 @@
 //! A plugin sees the payload as JSON. It comes from `event.payload().json_shared()`, which
 //! serializes a typed payload at most once per event and hands every consumer the same
 //! shared buffer, so ten plugins cost one serialization.
+//!
+//! # Trace context
+//!
+//! A plugin sees the event's W3C `traceparent` and `tracestate` among its metadata. What it
+//! publishes while handling the event continues that trace: the host stamps it with the cause
+//! of the delivery running on the plugin's thread ([`Event::with_current_cause`]), which gives
+//! it the cause's trace id, flags and tracestate and a span id of its own, unless the plugin
+//! set a valid traceparent of its own (one copied from the event it handles counts as none).
+//! An invalid traceparent from a plugin is not carried. With the `otel` feature, deliveries
+//! made through [`with_delivery_view`] run in a span of their own, and what the plugin publishes
+//! meanwhile takes that span as its parent (see the `otel` module).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -50,6 +61,24 @@ pub fn with_view<R>(event: &Event, payload: &[u8], f: impl FnOnce(&EventView<'_>
     f(&view)
 }
 
+/// [`with_view`] for a delivery: with the `otel` feature, `f` (the plugin's `handle`) runs in
+/// the delivery's span (`otel::delivery_span`), parented on the event's traceparent;
+/// without it, this is `with_view`. Filters and other looks at an event use `with_view`.
+pub fn with_delivery_view<R>(
+    plugin: &str,
+    event: &Event,
+    payload: &[u8],
+    f: impl FnOnce(&EventView<'_>) -> R,
+) -> R {
+    #[cfg(feature = "otel")]
+    let span = crate::otel::delivery_span(plugin, event);
+    #[cfg(feature = "otel")]
+    let _entered = span.enter();
+    #[cfg(not(feature = "otel"))]
+    let _ = plugin;
+    with_view(event, payload, f)
+}
+
 /// Maps a plugin's error to the bus's: only [`PluginError::Retryable`] may be retried, a
 /// panic is reported as one (the delivery's outcome is `Panicked`), and
 /// [`PluginError::InvalidEvent`] is a bad event (a poison message: dead-lettered, never
@@ -73,8 +102,9 @@ pub fn handler_error(error: &PluginError) -> HandlerError {
 /// is an error), the payload must be one JSON value, an empty source becomes the plugin's
 /// name, and the event is stamped with the plugin's [`Origin`]. An event larger than
 /// [`MAX_EVENT_BYTES`] is refused here, at the door, so its audit record always fits the log's
-/// line limit. Causation and correlation are set by the bus from the context the plugin's
-/// thread runs in, unless the plugin set them.
+/// line limit. Causation, correlation and the trace context are set by the bus from the
+/// context the plugin's thread runs in, unless the plugin set them (see the module docs on
+/// [trace context](self#trace-context)).
 ///
 /// # Errors
 /// A message saying what is wrong with the event.
@@ -111,7 +141,31 @@ pub fn owned_to_event(plugin: &str, owned: &OwnedEvent) -> Result<Event, String>
     for pair in owned.metadata.iter() {
         builder = builder.metadata(pair.0.as_str(), pair.1.as_str());
     }
+    #[cfg(feature = "otel")]
+    if let Some(span) = crate::otel::current_trace() {
+        if !own_traceparent(owned) {
+            builder = builder.trace_context(span);
+        }
+    }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// True if the plugin gave the event a valid traceparent of its own: not one copied from the
+/// event being handled.
+#[cfg(feature = "otel")]
+fn own_traceparent(owned: &OwnedEvent) -> bool {
+    use plugbus::trace_context::TRACEPARENT;
+    let given = owned
+        .metadata
+        .iter()
+        .find(|pair| pair.0.as_str() == TRACEPARENT)
+        .and_then(|pair| plugbus::TraceContext::parse(pair.1.as_str()).ok());
+    let cause = plugbus::context::current().and_then(|c| c.trace);
+    match (given, cause) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(g), Some(c)) => g.trace_id != c.trace_id() || g.span_id != c.span_id(),
+    }
 }
 
 /// Why an event of type `name` from `source` may not come from a plugin, if it may not: a
@@ -344,6 +398,69 @@ mod tests {
         assert_eq!(c.refused_invalid.load(Ordering::Relaxed), 2);
         drop(host);
         assert_eq!(c.published.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn what_a_plugin_publishes_continues_the_trace_of_its_delivery() {
+        let bus = Bus::builder().build().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        bus.subscribe_pattern("fixture.*")
+            .handle(move |e: &Event| {
+                let _ = tx.send(e.clone());
+            })
+            .unwrap();
+        let counters = Counters::default();
+        let host = PluginHost::new(&bus, "p".into(), &counters, Duration::from_secs(1));
+        let cause = Event::builder(EventType::USER_LOGIN)
+            .metadata(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .metadata("tracestate", "congo=t61rcWkgMzE")
+            .build()
+            .unwrap();
+        let parent = cause.trace_context().unwrap().clone();
+        let mut copied = owned("fixture.copied", 3, "{}");
+        copied.metadata.push(Tuple2(
+            "traceparent".into(),
+            parent.traceparent().as_str().into(),
+        ));
+        let mut bad = owned("fixture.bad", 3, "{}");
+        bad.metadata
+            .push(Tuple2("traceparent".into(), "00-bad-01".into()));
+        let own = plugbus::TraceContext::new_root();
+        let mut explicit = owned("fixture.own", 3, "{}");
+        explicit.metadata.push(Tuple2(
+            "traceparent".into(),
+            own.traceparent().as_str().into(),
+        ));
+        context::enter(Some(cause.causation()), || {
+            with_delivery_view("p", &cause, b"{}", |view| {
+                assert_eq!(
+                    view.metadata_value("traceparent"),
+                    Some(parent.traceparent().as_str())
+                );
+                assert_eq!(view.metadata_value("tracestate"), Some("congo=t61rcWkgMzE"));
+                for e in [owned("fixture.plain", 3, "{}"), copied, bad, explicit] {
+                    assert!(host.publish(e).is_ok());
+                }
+            })
+        });
+        let mut spans = std::collections::HashSet::from([parent.span_id]);
+        for _ in 0..4 {
+            let got = rx.recv().await.unwrap();
+            let trace = got.trace_context().unwrap();
+            assert_eq!(got.causation_id(), Some(cause.id()));
+            if got.event_type().name() == "fixture.own" {
+                assert_eq!(trace, &own);
+                continue;
+            }
+            assert_eq!(trace.trace_id, parent.trace_id, "{got:?}");
+            assert_eq!(trace.flags, parent.flags);
+            assert_eq!(trace.tracestate(), Some("congo=t61rcWkgMzE"));
+            assert!(spans.insert(trace.span_id), "a span id of its own: {got:?}");
+        }
+        drop(host);
     }
 
     #[test]

@@ -73,6 +73,75 @@ pub struct Config {
     pub plugin: BTreeMap<String, PluginSettings>,
     /// Bridges to other processes (`[bridge]`). Default: none.
     pub bridge: BridgeConfig,
+    /// OpenTelemetry export (`[otel]`). Default: none, nothing is exported.
+    pub otel: Option<OtelConfig>,
+}
+
+/// The `[otel]` table: where the host sends its delivery spans over OTLP/HTTP (protobuf).
+///
+/// Read by every build, so one config file serves all; only a host built with the `otel`
+/// feature exports (see `plugbus_host::otel`), and the `plugbus` binary refuses an `[otel]`
+/// table when it was built without it.
+///
+/// ```toml
+/// [otel]
+/// endpoint = "http://127.0.0.1:4318"   # the collector; "/v1/traces" is appended
+/// service_name = "checkout-events"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelConfig {
+    /// The collector's OTLP/HTTP address, `http://host:port` (plain HTTP: the exporter is
+    /// built without TLS, for a local collector or agent). `/v1/traces` is appended unless the
+    /// path already ends with it. Required.
+    pub endpoint: String,
+    /// The `service.name` the spans are reported under. Default: `plugbus`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_service_name() -> String {
+    "plugbus".to_owned()
+}
+
+impl OtelConfig {
+    /// The URL spans are posted to: the endpoint with `/v1/traces` appended unless its path
+    /// already ends with it.
+    ///
+    /// ```
+    /// # use plugbus_host::config::OtelConfig;
+    /// let c = OtelConfig { endpoint: "http://127.0.0.1:4318/".into(), service_name: "x".into() };
+    /// assert_eq!(c.traces_url(), "http://127.0.0.1:4318/v1/traces");
+    /// ```
+    pub fn traces_url(&self) -> String {
+        let base = self.endpoint.trim_end_matches('/');
+        if base.ends_with("/v1/traces") {
+            base.to_owned()
+        } else {
+            format!("{base}/v1/traces")
+        }
+    }
+
+    /// The first bad key and why.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let endpoint = self.endpoint.trim();
+        let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
+            let reason = if endpoint.starts_with("https://") {
+                format!("'{endpoint}': the OTLP exporter speaks plain HTTP (no TLS is built in); point it at a local collector")
+            } else {
+                format!("'{endpoint}' is not an http:// URL")
+            };
+            ("otel.endpoint", reason)
+        })?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() || authority.chars().any(|c| c.is_whitespace()) {
+            return Err(("otel.endpoint", format!("'{endpoint}' names no host")));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(("otel.service_name", "must not be empty".to_owned()));
+        }
+        Ok(())
+    }
 }
 
 /// The `[bridge]` table: one raw table per bridge kind.
@@ -325,6 +394,9 @@ impl Config {
                 },
             )
         };
+        if let Some(otel) = &self.otel {
+            otel.check().map_err(|(key, reason)| invalid(key, reason))?;
+        }
         let bus = &self.bus;
         check_duration(bus.default_timeout).map_err(|r| invalid("bus.default_timeout", r))?;
         check_capacity(bus.mailbox_capacity).map_err(|r| invalid("bus.mailbox_capacity", r))?;
@@ -984,6 +1056,45 @@ config = { path = "audit.jsonl", fsync = "never", rotate = { max_bytes = 1048576
                 .starts_with("plugbus.toml: invalid value for 'plugins.queue_capacity'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn otel_table_is_checked_and_rejects_unknown_keys() {
+        let c = Config::from_toml_str(
+            "[otel]\nendpoint = \"http://127.0.0.1:4318\"\n",
+            "plugbus.toml",
+        )
+        .unwrap();
+        let otel = c.otel.unwrap();
+        assert_eq!(otel.service_name, "plugbus");
+        assert_eq!(otel.traces_url(), "http://127.0.0.1:4318/v1/traces");
+        let c = Config::from_toml_str(
+            "[otel]\nendpoint = \"http://c:4318/v1/traces\"\nservice_name = \"shop\"\n",
+            "plugbus.toml",
+        )
+        .unwrap();
+        assert_eq!(c.otel.unwrap().traces_url(), "http://c:4318/v1/traces");
+        assert_eq!(Config::default().otel, None);
+        for (text, needle) in [
+            (
+                "[otel]\nendpoint = \"http://c:4318\"\nservice = \"x\"\n",
+                "unknown key 'otel.service'",
+            ),
+            ("[otel]\nservice_name = \"x\"\n", "endpoint"),
+            ("[otel]\nendpoint = \"c:4318\"\n", "'otel.endpoint'"),
+            ("[otel]\nendpoint = \"https://c:4318\"\n", "plain HTTP"),
+            (
+                "[otel]\nendpoint = \"http:///v1/traces\"\n",
+                "names no host",
+            ),
+            (
+                "[otel]\nendpoint = \"http://c\"\nservice_name = \" \"\n",
+                "'otel.service_name'",
+            ),
+        ] {
+            let err = parse_err(text).to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -37,6 +37,8 @@ mod layout;
 pub mod loader;
 pub mod log_forward;
 pub mod manager;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod outbound;
 pub mod probe;
 #[cfg(test)]
