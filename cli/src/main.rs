@@ -8,6 +8,7 @@ mod audit;
 mod bridge;
 mod demo;
 mod lines;
+mod otel;
 mod plugins;
 mod run;
 mod scaffold;
@@ -101,7 +102,20 @@ fn run_cli() -> ExitCode {
     } else {
         cli.log.join(",")
     };
-    init_tracing(&filter);
+    // `[otel]` is a layer of the subscriber installed next, so it is read first.
+    let export = match &cli.command {
+        Command::Run(_) | Command::Demo(_) => {
+            match otel::Export::from_config(cli.config.as_deref()) {
+                Ok(export) => export,
+                Err(e) => {
+                    eprintln!("plugbus: {e:#}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => otel::Export::default(),
+    };
+    init_tracing(&filter, &export);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("plugbus-rt")
@@ -123,6 +137,7 @@ fn run_cli() -> ExitCode {
             Command::Trace(args) => trace::trace(args),
         }
     });
+    export.finish();
     // Plugin threads that hung are abandoned, not joined: do not wait for them on exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
@@ -135,11 +150,30 @@ fn run_cli() -> ExitCode {
     }
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, export: &otel::Export) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     use std::io::IsTerminal as _;
+    #[cfg(feature = "otel")]
+    if let Some(otel) = export.layer() {
+        // The log filter applies to the log lines only; the export layer has its own.
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        let log = tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .with_target(true)
+            .with_filter(filter);
+        let _ = tracing_subscriber::registry()
+            .with(otel)
+            .with(log)
+            .try_init();
+        return;
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = export;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
