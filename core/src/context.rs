@@ -10,7 +10,10 @@
 //! continue its trace with a span id of their own (see [`trace_context`](crate::trace_context)).
 //!
 //! Code outside a handler (an HTTP request handler, a plugin host thread) can set the context
-//! explicitly with [`scope`] or [`enter`].
+//! explicitly with [`scope`] or [`enter`]. An edge that received a W3C `traceparent` builds an
+//! event carrying it ([`EventBuilder::trace_context`](crate::EventBuilder::trace_context)) and
+//! enters that event's [`causation`](crate::Event::causation) while it publishes on its behalf;
+//! the trace is found through the event, so keep it alive meanwhile.
 
 use crate::id::EventId;
 use crate::trace_context::{TraceContext, TraceRef};
@@ -41,26 +44,6 @@ impl Causation {
             trace: None,
         }
     }
-
-    /// The same context continuing `trace`: events published in it become children of that
-    /// span. For an edge that received a `traceparent` (an HTTP request, a message) and
-    /// publishes on its behalf.
-    ///
-    /// ```
-    /// use plugbus::context::{self, Causation};
-    /// use plugbus::{EventId, TraceContext};
-    /// let incoming: TraceContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse()?;
-    /// let ctx = Causation::new(EventId::new()).with_trace(&incoming);
-    /// context::enter(Some(ctx), || {
-    ///     let child = context::current_trace().map(|t| t.child());
-    ///     assert_eq!(child.map(|c| c.trace_id), Some(incoming.trace_id));
-    /// });
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_trace(mut self, trace: &TraceContext) -> Causation {
-        self.trace = Some(trace.to_ref());
-        self
-    }
 }
 
 thread_local! {
@@ -76,7 +59,7 @@ pub fn current() -> Option<Causation> {
 /// handled event's own, tracestate included). Events published now continue it; code that
 /// calls out of process (an HTTP client) can send `current_trace().map(|t| t.child())` along.
 pub fn current_trace() -> Option<TraceContext> {
-    current()?.trace.map(|t| t.context())
+    current()?.trace?.context()
 }
 
 /// Runs `f` with `ctx` as the current context, restoring the previous one afterwards (also when
@@ -141,6 +124,7 @@ impl<F: Future> Future for Scoped<F> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -155,9 +139,14 @@ mod tests {
     #[test]
     fn the_trace_rides_along() {
         let tc = TraceContext::new_root();
-        let a = Causation::new(EventId::new()).with_trace(&tc);
+        let event = crate::Event::builder(crate::EventType::USER_LOGIN)
+            .trace_context(tc.clone())
+            .build()
+            .unwrap();
         assert_eq!(current_trace(), None);
-        enter(Some(a), || assert_eq!(current_trace(), Some(tc.clone())));
+        enter(Some(event.causation()), || {
+            assert_eq!(current_trace(), Some(tc.clone()))
+        });
         assert_eq!(current_trace(), None);
     }
 

@@ -12,7 +12,7 @@ pub use crate::metadata::Metadata;
 use crate::origin::Origin;
 use crate::payload_value::Payload;
 use crate::text::SmallText;
-use crate::trace_context::{TraceContext, TraceState, TRACEPARENT, TRACESTATE};
+use crate::trace_context::{TraceCell, TraceContext, TraceState, TRACEPARENT, TRACESTATE};
 use chrono::{DateTime, Utc};
 use plugbus_contract::{keys, Category, TypedEvent};
 use std::borrow::Cow;
@@ -52,8 +52,9 @@ struct EventInner {
     origin: Origin,
     metadata: Metadata,
     payload: Payload,
-    /// Boxed: most events carry none, and every event's envelope is copied at least once.
-    trace: Option<Box<TraceContext>>,
+    /// Behind a pointer: most events carry none, and every event's envelope is copied at least
+    /// once. Shared by the copies of the envelope.
+    trace: Option<std::sync::Arc<TraceCell>>,
 }
 
 impl Event {
@@ -208,7 +209,7 @@ impl Event {
     /// # Ok::<(), plugbus::EventError>(())
     /// ```
     pub fn trace_context(&self) -> Option<&TraceContext> {
-        self.0.trace.as_deref()
+        self.0.trace.as_deref().map(|cell| &cell.context)
     }
 
     /// The correlation id: groups every event stemming from one origin.
@@ -233,7 +234,7 @@ impl Event {
             (keys::CORRELATION_ID, self.0.correlation_id),
             (keys::CAUSATION_ID, self.0.causation_id),
         ];
-        let trace = self.0.trace.as_deref();
+        let trace = self.trace_context();
         ids.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, Cow::Owned(v.to_string()))))
             .chain(trace.map(|t| (TRACEPARENT, Cow::Owned(t.traceparent()))))
@@ -251,7 +252,7 @@ impl Event {
         Causation {
             event_id: self.0.id,
             correlation_id: self.0.correlation_id.unwrap_or(self.0.id),
-            trace: self.0.trace.as_deref().map(TraceContext::to_ref),
+            trace: self.0.trace.as_ref().and_then(TraceCell::to_ref),
         }
     }
 
@@ -274,13 +275,13 @@ impl Event {
         if inner.correlation_id.is_none() {
             inner.correlation_id = Some(ctx.correlation_id);
         }
-        if let Some(parent) = ctx.trace {
-            let copied = |own: &TraceContext| {
-                own.trace_id == parent.trace_id() && own.span_id == parent.span_id()
+        if let Some(parent) = ctx.trace.and_then(|t| t.context()) {
+            let copied = |own: &TraceCell| {
+                own.context.trace_id == parent.trace_id && own.context.span_id == parent.span_id
             };
-            match &mut inner.trace {
+            match &inner.trace {
                 Some(own) if !copied(own) => {}
-                slot => *slot = Some(Box::new(parent.child())),
+                _ => inner.trace = Some(TraceCell::new(parent.child())),
             }
         }
         self
@@ -351,6 +352,8 @@ pub struct EventBuilder {
 #[derive(Debug, Default)]
 struct Rare {
     error: Option<EventError>,
+    /// The trace context given (as metadata or typed).
+    trace: Option<TraceContext>,
     /// A `tracestate` given as metadata, for the trace context the event ends up with.
     state: Option<TraceState>,
     /// An invalid `traceparent` was given (and not carried): the trace restarts at build.
@@ -462,11 +465,10 @@ impl EventBuilder {
     /// # Ok::<(), plugbus::EventError>(())
     /// ```
     pub fn trace_context(mut self, trace: TraceContext) -> Self {
-        if let Some(rare) = self.rare.as_mut() {
-            rare.state = None;
-            rare.restart_trace = false;
-        }
-        self.fields().trace = Some(Box::new(trace));
+        let rare = self.rare();
+        rare.state = None;
+        rare.restart_trace = false;
+        rare.trace = Some(trace);
         self
     }
 
@@ -493,19 +495,17 @@ impl EventBuilder {
 
     #[cold]
     fn traceparent(&mut self, value: &str) {
+        let rare = self.rare();
         match TraceContext::parse(value) {
             Ok(trace) => {
-                let fields = self.fields();
-                let state = fields.trace.take().and_then(|t| t.state);
-                fields.trace = Some(Box::new(trace.with_state(state)));
-                if let Some(rare) = self.rare.as_mut() {
-                    rare.restart_trace = false;
-                }
+                let state = rare.trace.take().and_then(|t| t.state);
+                rare.trace = Some(trace.with_state(state));
+                rare.restart_trace = false;
             }
             Err(error) => {
                 tracing::debug!(%error, "not carrying an invalid traceparent: the trace restarts");
-                self.fields().trace = None;
-                self.rare().restart_trace = true;
+                rare.trace = None;
+                rare.restart_trace = true;
             }
         }
     }
@@ -522,14 +522,24 @@ impl EventBuilder {
     /// traceparent is replaced by a child of the current handler's trace or a new trace.
     #[cold]
     fn settle_trace(&mut self, rare: Rare) {
-        let fields = self.fields();
-        if rare.restart_trace && fields.trace.is_none() {
-            let current = crate::context::current().and_then(|c| c.trace);
-            let trace = current.map_or_else(TraceContext::new_root, |t| t.child());
-            fields.trace = Some(Box::new(trace));
-        } else if let (Some(trace), Some(state)) = (fields.trace.as_mut(), rare.state) {
-            trace.state = Some(state).filter(|s| !s.is_empty());
-        }
+        let trace = match rare.trace {
+            Some(mut trace) => {
+                if let Some(state) = rare.state {
+                    trace.state = Some(state).filter(|s| !s.is_empty());
+                }
+                Some(trace)
+            }
+            None if rare.restart_trace => {
+                let current = crate::context::current().and_then(|c| c.trace);
+                Some(
+                    current
+                        .and_then(|t| t.child())
+                        .unwrap_or_else(TraceContext::new_root),
+                )
+            }
+            None => None,
+        };
+        self.fields().trace = trace.map(TraceCell::new);
     }
 
     /// Builds the event.

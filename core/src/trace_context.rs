@@ -211,14 +211,7 @@ impl TraceFlags {
 /// # Ok::<(), plugbus::trace_context::TraceStateError>(())
 /// ```
 #[derive(Clone)]
-pub struct TraceState(Arc<StateText>);
-
-struct StateText {
-    text: Box<str>,
-    /// Its entry in the table of live states, taken the first time an event carrying it is
-    /// handled (see [`TraceRef`]).
-    key: OnceLock<Option<StateKey>>,
-}
+pub struct TraceState(Arc<str>);
 
 impl TraceState {
     /// Parses a `tracestate` header value.
@@ -258,26 +251,22 @@ impl TraceState {
             normalized.push('=');
             normalized.push_str(value);
         }
-        Ok(TraceState(Arc::new(StateText {
-            text: normalized.into_boxed_str(),
-            key: OnceLock::new(),
-        })))
+        Ok(TraceState(Arc::from(normalized)))
     }
 
     /// The normalized text (`key=value` members joined by `,`).
     pub fn as_str(&self) -> &str {
-        &self.0.text
+        &self.0
     }
 
     /// True when it has no members.
     pub fn is_empty(&self) -> bool {
-        self.0.text.is_empty()
+        self.0.is_empty()
     }
 
     /// The members, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0
-            .text
             .split(',')
             .filter_map(|member| member.split_once('='))
     }
@@ -285,11 +274,6 @@ impl TraceState {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-
-    /// Its key in the table of live states, registering it the first time.
-    fn key(&self) -> Option<StateKey> {
-        *self.0.key.get_or_init(|| states::register(&self.0))
     }
 }
 
@@ -517,16 +501,6 @@ impl TraceContext {
     pub fn tracestate(&self) -> Option<&str> {
         self.state.as_ref().map(TraceState::as_str)
     }
-
-    /// A copyable reference to this context, as the causation context carries it.
-    pub fn to_ref(&self) -> TraceRef {
-        TraceRef {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            flags: self.flags,
-            state: self.state.as_ref().and_then(TraceState::key),
-        }
-    }
 }
 
 impl FromStr for TraceContext {
@@ -555,127 +529,118 @@ impl fmt::Debug for TraceContext {
 }
 
 /// The trace of the event being handled, as the causation context carries it
-/// ([`Causation::trace`](crate::context::Causation::trace)): ids and flags by value, the
-/// tracestate by a key into a table of the tracestates of live events. It is `Copy`, so setting
-/// the context around a handler stays a plain copy.
+/// ([`Causation::trace`](crate::context::Causation::trace)): a key into a table of the trace
+/// contexts of live events. It is four bytes and `Copy`, so the context set around every
+/// handler stays as cheap to copy as it was without tracing; only traced events touch the
+/// table (once when first handled, once per event published while they are).
 ///
-/// The tracestate is found again as long as some event carrying it is alive, which is always the
-/// case while that event's handlers run; a `TraceRef` kept after every such event is gone
-/// yields its context without tracestate.
+/// It resolves as long as an event carrying that context is alive, which is always the case
+/// while that event's handlers run; a `TraceRef` kept longer may resolve to nothing.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TraceRef {
-    trace_id: TraceId,
-    span_id: SpanId,
-    flags: TraceFlags,
-    state: Option<StateKey>,
-}
+pub struct TraceRef(NonZeroU32);
 
 impl TraceRef {
-    /// The trace id.
-    pub fn trace_id(&self) -> TraceId {
-        self.trace_id
+    /// The context it refers to (tracestate included), while an event carrying it is alive.
+    pub fn context(&self) -> Option<TraceContext> {
+        cells::lookup(*self).map(|cell| cell.context.clone())
     }
 
-    /// The span id of the event it refers to.
-    pub fn span_id(&self) -> SpanId {
-        self.span_id
-    }
-
-    /// The flags.
-    pub fn flags(&self) -> TraceFlags {
-        self.flags
-    }
-
-    /// The context it refers to, tracestate included while it is alive.
-    pub fn context(&self) -> TraceContext {
-        TraceContext {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            flags: self.flags,
-            state: self.state.and_then(states::lookup),
-        }
-    }
-
-    /// The context of an event published in this span: see [`TraceContext::child`].
-    pub fn child(&self) -> TraceContext {
-        TraceContext {
-            trace_id: self.trace_id,
-            span_id: SpanId::random(),
-            flags: self.flags,
-            state: self.state.and_then(states::lookup),
-        }
+    /// The context of an event published in this span ([`TraceContext::child`]), while an
+    /// event carrying it is alive.
+    pub fn child(&self) -> Option<TraceContext> {
+        cells::lookup(*self).map(|cell| cell.context.child())
     }
 }
 
 impl fmt::Debug for TraceRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TraceRef")
-            .field("trace_id", &self.trace_id)
-            .field("span_id", &self.span_id)
-            .field("flags", &self.flags)
-            .field("has_state", &self.state.is_some())
-            .finish()
+        write!(f, "TraceRef({})", self.0)
     }
 }
 
-/// A tracestate's key in the table of live ones.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-struct StateKey(NonZeroU32);
+/// An event's trace context as the event holds it: shared by the copies of its envelope, and
+/// named in the table of live contexts (by a [`TraceRef`]) once the event is first handled.
+#[derive(Debug)]
+pub(crate) struct TraceCell {
+    pub(crate) context: TraceContext,
+    key: OnceLock<Option<TraceRef>>,
+}
 
-/// The table of tracestates of live events, so that a `Copy` context can name one.
+impl TraceCell {
+    pub(crate) fn new(context: TraceContext) -> Arc<TraceCell> {
+        Arc::new(TraceCell {
+            context,
+            key: OnceLock::new(),
+        })
+    }
+
+    /// Its key in the table, registering it the first time.
+    #[inline]
+    pub(crate) fn to_ref(cell: &Arc<TraceCell>) -> Option<TraceRef> {
+        *cell.key.get_or_init(|| cells::register(cell))
+    }
+}
+
+/// The table of the trace contexts of live events, so that a `Copy` context can name one.
 ///
-/// Only events that carry a tracestate and get handled ever touch it: once per distinct
-/// tracestate (children share their parent's), and once per child published. Entries are weak;
-/// dead ones are swept when the table has doubled since the last sweep, so it stays as large as
-/// the number of distinct live tracestates.
-mod states {
+/// Sharded by key, so that threads handling traced events rarely meet on one lock. Entries are
+/// weak: an event's context lives as long as the event. Dead entries are swept when a shard has
+/// doubled since its last sweep, so the table stays about as large as the number of live traced
+/// events that were handled.
+mod cells {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-    struct Table {
-        live: HashMap<NonZeroU32, Weak<StateText>>,
-        next: u32,
+    const SHARDS: usize = 16;
+
+    struct Shard {
+        live: HashMap<NonZeroU32, Weak<TraceCell>>,
         sweep_at: usize,
     }
 
-    static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(|| {
-        Mutex::new(Table {
-            live: HashMap::new(),
-            next: 0,
-            sweep_at: 64,
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    static TABLE: LazyLock<[Mutex<Shard>; SHARDS]> = LazyLock::new(|| {
+        std::array::from_fn(|_| {
+            Mutex::new(Shard {
+                live: HashMap::new(),
+                sweep_at: 64,
+            })
         })
     });
 
-    pub(super) fn register(state: &Arc<StateText>) -> Option<StateKey> {
-        let mut table = TABLE.lock();
-        if table.live.len() >= table.sweep_at {
-            table.live.retain(|_, weak| weak.strong_count() > 0);
-            table.sweep_at = (table.live.len() * 2).max(64);
-        }
+    fn shard(key: NonZeroU32) -> &'static Mutex<Shard> {
+        &TABLE[key.get() as usize % SHARDS]
+    }
+
+    pub(super) fn register(cell: &Arc<TraceCell>) -> Option<TraceRef> {
         // Keys wrap after 2^32 registrations; skip any still in use.
         for _ in 0..1024 {
-            table.next = table.next.wrapping_add(1);
-            let Some(key) = NonZeroU32::new(table.next) else {
+            let Some(key) = NonZeroU32::new(NEXT.fetch_add(1, Ordering::Relaxed).wrapping_add(1))
+            else {
                 continue;
             };
-            if let Some(weak) = table.live.get(&key) {
-                if weak.strong_count() > 0 {
-                    continue;
-                }
+            let mut shard = shard(key).lock();
+            if shard.live.len() >= shard.sweep_at {
+                shard.live.retain(|_, weak| weak.strong_count() > 0);
+                shard.sweep_at = (shard.live.len() * 2).max(64);
             }
-            table.live.insert(key, Arc::downgrade(state));
-            return Some(StateKey(key));
+            if shard.live.get(&key).is_some_and(|w| w.strong_count() > 0) {
+                continue;
+            }
+            shard.live.insert(key, Arc::downgrade(cell));
+            return Some(TraceRef(key));
         }
         None
     }
 
-    pub(super) fn lookup(key: StateKey) -> Option<TraceState> {
-        let table = TABLE.lock();
-        table.live.get(&key.0)?.upgrade().map(TraceState)
+    pub(super) fn lookup(key: TraceRef) -> Option<Arc<TraceCell>> {
+        shard(key.0).lock().live.get(&key.0)?.upgrade()
     }
 
     #[cfg(test)]
     pub(super) fn len() -> usize {
-        TABLE.lock().live.len()
+        TABLE.iter().map(|s| s.lock().live.len()).sum()
     }
 }
 
@@ -922,31 +887,42 @@ mod tests {
         assert_eq!(child.flags, parent.flags);
         assert_eq!(child.state, parent.state);
         assert_ne!(child.span_id, parent.span_id);
-        let r = parent.to_ref();
-        assert_eq!(r.context(), parent);
-        let from_ref = r.child();
+        let cell = TraceCell::new(parent.clone());
+        let r = TraceCell::to_ref(&cell).unwrap();
+        assert_eq!(TraceCell::to_ref(&cell), Some(r), "registered once");
+        assert_eq!(r.context(), Some(parent.clone()));
+        let from_ref = r.child().unwrap();
         assert_eq!(from_ref.state, parent.state);
+        assert_eq!(from_ref.trace_id, parent.trace_id);
         assert_ne!(from_ref.span_id, parent.span_id);
     }
 
     #[test]
-    fn a_ref_outliving_its_state_loses_only_the_state() {
-        let parent = TraceContext::new_root().with_state(Some(TraceState::parse("z=1").unwrap()));
-        let r = parent.to_ref();
-        drop(parent);
-        let ctx = r.context();
-        assert_eq!(ctx.state, None);
-        assert_eq!(ctx.trace_id, r.trace_id());
+    fn a_ref_outliving_its_event_resolves_to_nothing() {
+        let cell = TraceCell::new(TraceContext::new_root());
+        let r = TraceCell::to_ref(&cell).unwrap();
+        drop(cell);
+        assert_eq!(r.context(), None);
+        assert_eq!(r.child(), None);
     }
 
     #[test]
-    fn the_state_table_stays_as_small_as_the_live_states() {
-        for i in 0..10_000 {
-            let tc = TraceContext::new_root()
-                .with_state(Some(TraceState::parse(&format!("k={i}")).unwrap()));
-            let _ = tc.to_ref();
+    fn the_table_stays_about_as_small_as_the_live_contexts() {
+        let kept: Vec<_> = (0..100)
+            .map(|_| TraceCell::new(TraceContext::new_root()))
+            .collect();
+        for cell in &kept {
+            let _ = TraceCell::to_ref(cell);
         }
-        assert!(states::len() < 1000, "{}", states::len());
+        for _ in 0..20_000 {
+            let cell = TraceCell::new(TraceContext::new_root());
+            let _ = TraceCell::to_ref(&cell);
+        }
+        assert!(cells::len() < 5_000, "{}", cells::len());
+        for cell in &kept {
+            let r = TraceCell::to_ref(cell).unwrap();
+            assert_eq!(r.context().as_ref(), Some(&cell.context));
+        }
     }
 
     #[test]

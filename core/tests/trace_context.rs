@@ -378,5 +378,5 @@ fn the_typed_api_builds_what_the_text_says() {
             .map(|(_, v)| v.into_owned()),
         Some(format!("00-{}-{}-01", "4b".repeat(16), "07".repeat(8)))
     );
-    assert_eq!(e.causation().trace.map(|t| t.context()), Some(tc));
+    assert_eq!(e.causation().trace.and_then(|t| t.context()), Some(tc));
 }

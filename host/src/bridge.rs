@@ -160,11 +160,11 @@ fn own_traceparent(owned: &OwnedEvent) -> bool {
         .iter()
         .find(|pair| pair.0.as_str() == TRACEPARENT)
         .and_then(|pair| plugbus::TraceContext::parse(pair.1.as_str()).ok());
-    let cause = plugbus::context::current().and_then(|c| c.trace);
+    let cause = plugbus::context::current_trace();
     match (given, cause) {
         (None, _) => false,
         (Some(_), None) => true,
-        (Some(g), Some(c)) => g.trace_id != c.trace_id() || g.span_id != c.span_id(),
+        (Some(g), Some(c)) => g.trace_id != c.trace_id || g.span_id != c.span_id,
     }
 }
 
