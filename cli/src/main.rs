@@ -32,8 +32,14 @@ fn main() -> std::process::ExitCode {
     if let Some(code) = plugbus_host::probe::main_if_probe() {
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(3));
     }
+    // A child started to serve one plugin (`isolation = "process"`) does only that.
+    if let Some(code) = plugbus_host::isolation::main_if_child() {
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     // Every plugin file this process has not seen is first mapped in such a child.
     plugbus_host::probe::enable_current_exe(std::time::Duration::from_secs(5));
+    // Plugins configured to run in a process of their own are served by this executable.
+    plugbus_host::isolation::enable_current_exe();
     run_cli()
 }
 

@@ -102,7 +102,14 @@ pub(crate) async fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyho
             let policy = TrustPolicy::from_config(&config);
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED);
-            t.set_header(vec!["file", "name", "version", "interface", "status"]);
+            t.set_header(vec![
+                "file",
+                "name",
+                "version",
+                "interface",
+                "isolation",
+                "status",
+            ]);
             let mut any_bad = false;
             let mut files: Vec<PathBuf> = Vec::new();
             for dir in &policy.directories {
@@ -144,6 +151,11 @@ pub(crate) async fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyho
                         Ok(()) => ("-".into(), "-".into(), "-".into()),
                     },
                 };
+                let isolation = if name == "-" {
+                    "-".to_owned()
+                } else {
+                    config.plugin_isolation(&name).to_string()
+                };
                 t.add_row(vec![
                     path.file_name()
                         .map(|f| f.to_string_lossy().into_owned())
@@ -151,6 +163,7 @@ pub(crate) async fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyho
                     name,
                     version,
                     abi,
+                    isolation,
                     verdict(&i),
                 ]);
             }

@@ -24,6 +24,18 @@ fn micros(d: Option<Duration>) -> String {
     d.map_or_else(|| "-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e6))
 }
 
+/// Where a plugin ran: "in process", or "process, pid 4242, 1 restart".
+pub(crate) fn runs(p: &plugbus_host::PluginStatus) -> String {
+    match p.isolation {
+        plugbus_host::Isolation::InProcess => "in process".to_owned(),
+        plugbus_host::Isolation::Process => {
+            let pid = p.pid.map(|pid| format!(", pid {pid}")).unwrap_or_default();
+            let s = if p.restarts == 1 { "" } else { "s" };
+            format!("process{pid}, {} restart{s}", p.restarts)
+        }
+    }
+}
+
 pub(crate) fn print(o: &Outcome) {
     println!("\nEvents on the bus, by type");
     let mut t = table(&["type", "count"]);
@@ -67,6 +79,7 @@ pub(crate) fn print(o: &Outcome) {
         "plugin",
         "version",
         "state",
+        "runs",
         "handled",
         "failed",
         "panicked",
@@ -81,6 +94,7 @@ pub(crate) fn print(o: &Outcome) {
             p.name.clone(),
             p.version.clone(),
             p.state.to_string(),
+            runs(p),
             c.delivered.to_string(),
             c.failed.to_string(),
             c.panicked.to_string(),

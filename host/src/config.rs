@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, ConfigErrorKind, Location};
 
@@ -259,6 +259,18 @@ pub struct PluginsConfig {
     /// it. Default: `5s`.
     #[serde(deserialize_with = "de_duration")]
     pub default_timeout: Duration,
+    /// How plugins run unless their own table says otherwise. Default: `in_process`.
+    pub isolation: Isolation,
+    /// A child process is restarted at most this many times within `restart_window`; after
+    /// that the plugin is failed. Default: `5`.
+    pub max_restarts: u32,
+    /// See `max_restarts`. Default: `60s`.
+    #[serde(deserialize_with = "de_duration")]
+    pub restart_window: Duration,
+    /// A child process that sends no heartbeat for this long (it is stopped, deadlocked, or
+    /// one call into the plugin has run this long) is killed and restarted. Default: `5s`.
+    #[serde(deserialize_with = "de_duration")]
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for PluginsConfig {
@@ -268,8 +280,49 @@ impl Default for PluginsConfig {
             watch: false,
             queue_capacity: 1024,
             default_timeout: Duration::from_secs(5),
+            isolation: Isolation::InProcess,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            heartbeat_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// Where a plugin's code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// On a thread of the host's own process: the fastest; a crash or abort of the plugin
+    /// ends the host.
+    #[default]
+    InProcess,
+    /// In a child process of its own, supervised: a crash, abort, `exit` or hang costs a
+    /// restart of that plugin only (see `plugbus_host::isolation`).
+    Process,
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Isolation::InProcess => "in_process",
+            Isolation::Process => "process",
+        })
+    }
+}
+
+/// Limits on one plugin's child process (`isolation = "process"` only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessLimits {
+    /// Address space the plugin may add to its child process, in MiB: `RLIMIT_AS` is set to
+    /// what the child has mapped once the plugin is loaded (the executable, the library, the
+    /// allocator's up-front reservations) plus this. An allocation beyond it fails in the
+    /// child, which then aborts and is restarted. Default: none.
+    pub memory_mib: Option<u64>,
+    /// Open file descriptors (`RLIMIT_NOFILE`). Default: none (the host's limit).
+    pub open_files: Option<u64>,
+    /// CPU time in seconds (`RLIMIT_CPU`; the child is killed by `SIGXCPU`). Default: none.
+    pub cpu_seconds: Option<u64>,
 }
 
 /// One plugin's settings: a `[plugin.<name>]` table.
@@ -294,6 +347,15 @@ pub struct PluginSettings {
     /// The plugin's own configuration, any table; handed to the plugin as JSON by
     /// [`PluginSettings::config_json`]. Default: empty.
     pub config: toml::Table,
+    /// Where this plugin runs; `None` uses `plugins.isolation`. Default: `None`.
+    pub isolation: Option<Isolation>,
+    /// This plugin's `max_restarts`; `None` uses `plugins.max_restarts`.
+    pub max_restarts: Option<u32>,
+    /// This plugin's `restart_window`; `None` uses `plugins.restart_window`.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub restart_window: Option<Duration>,
+    /// Limits on this plugin's child process: `[plugin.<name>.limits]`.
+    pub limits: ProcessLimits,
 }
 
 impl Default for PluginSettings {
@@ -304,6 +366,10 @@ impl Default for PluginSettings {
             timeout: None,
             sha256: None,
             config: toml::Table::new(),
+            isolation: None,
+            max_restarts: None,
+            restart_window: None,
+            limits: ProcessLimits::default(),
         }
     }
 }
@@ -379,6 +445,26 @@ impl Config {
             .get(name)
             .and_then(|settings| settings.timeout)
             .unwrap_or(self.plugins.default_timeout)
+    }
+
+    /// Where plugin `name` runs: its own `isolation`, or `plugins.isolation`.
+    pub fn plugin_isolation(&self, name: &str) -> Isolation {
+        self.plugin
+            .get(name)
+            .and_then(|settings| settings.isolation)
+            .unwrap_or(self.plugins.isolation)
+    }
+
+    /// Plugin `name`'s restart budget: (`max_restarts`, `restart_window`), its own or the
+    /// `[plugins]` defaults.
+    pub fn plugin_restarts(&self, name: &str) -> (u32, Duration) {
+        let own = self.plugin.get(name);
+        (
+            own.and_then(|s| s.max_restarts)
+                .unwrap_or(self.plugins.max_restarts),
+            own.and_then(|s| s.restart_window)
+                .unwrap_or(self.plugins.restart_window),
+        )
     }
 
     /// Checks every value that parsing alone cannot, naming the first bad key.

@@ -368,7 +368,8 @@ impl LoadError {
             LoadErrorKind::Constructor { .. }
             | LoadErrorKind::ConstructorPanicked { .. }
             | LoadErrorKind::Subscriptions { .. }
-            | LoadErrorKind::ThreadFailed { .. } => "construct",
+            | LoadErrorKind::ThreadFailed { .. }
+            | LoadErrorKind::ChildProcess { .. } => "construct",
             _ => "load",
         }
     }
@@ -558,6 +559,15 @@ pub enum LoadErrorKind {
         /// What happened.
         reason: String,
     },
+    /// The plugin is configured to run in a process of its own, and that process could not
+    /// be started, or refused or failed to load the plugin.
+    #[error("plugin '{name}' in its own process: {reason}")]
+    ChildProcess {
+        /// The plugin's declared name.
+        name: String,
+        /// What happened (the child's own words when it answered).
+        reason: String,
+    },
     /// Construction did not finish in time (the constructor hangs).
     #[error("constructor of '{name}' did not return within {}", humantime::format_duration(*after))]
     ConstructorTimedOut {
@@ -578,6 +588,7 @@ impl LoadErrorKind {
             | LoadErrorKind::Subscriptions { name, .. }
             | LoadErrorKind::DuplicateName { name, .. }
             | LoadErrorKind::ThreadFailed { name, .. }
+            | LoadErrorKind::ChildProcess { name, .. }
             | LoadErrorKind::ConstructorTimedOut { name, .. }
             | LoadErrorKind::AmbiguousName { name, .. }
             | LoadErrorKind::Impostor { name, .. } => Some(name),

@@ -11,6 +11,8 @@
 //!   `plugbus plugins inspect` (handshake without constructing).
 //! - [`bridge`]: core events ⇄ ABI views, the host handle plugins call, error mapping.
 //! - [`log_forward`]: plugin log lines into the host's `tracing`.
+//! - [`isolation`]: a plugin in a supervised child process of its own (`isolation =
+//!   "process"`), and the child's entry point.
 //! - [`watch`]: hot-plug of added, removed and changed plugin files.
 //! - [`bus_builder`]: the `[bus]` table onto a [`plugbus::BusBuilder`].
 //!
@@ -33,6 +35,7 @@ mod bus_setup;
 pub mod config;
 pub mod elf;
 pub mod error;
+pub mod isolation;
 mod layout;
 pub mod loader;
 pub mod log_forward;
@@ -50,7 +53,8 @@ pub mod watch;
 pub use audit::{verify_file, verify_files, verify_reader, VerifyReport};
 pub use bus_setup::bus_builder;
 pub use config::{
-    BusConfig, CircuitBreakerConfig, Config, Overflow, PluginSettings, PluginsConfig, RetryConfig,
+    BusConfig, CircuitBreakerConfig, Config, Isolation, Overflow, PluginSettings, PluginsConfig,
+    ProcessLimits, RetryConfig,
 };
 pub use error::{
     ConfigError, ConfigErrorKind, LoadError, LoadErrorKind, Location, ManagerError, TrustError,

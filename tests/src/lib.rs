@@ -49,6 +49,9 @@ pub mod crates {
     pub const ECHO: &str = "plugbus-fixture-echo";
     /// [`ECHO`] under a second name (`fixture-echo-2`), to feed the first.
     pub const ECHO_2: &str = "plugbus-fixture-echo-2";
+    /// Does to its process what a `test.crash` event says (segv, abort, exit 42, hang,
+    /// unbounded allocation or recursion), then publishes `test.handled`.
+    pub const CRASHER: &str = "plugbus-fixture-crasher";
 }
 
 /// `lib<name>.so` (platform prefix and suffix) for a crate name.

@@ -31,7 +31,7 @@ pub(super) struct WorkerEnv {
 
 impl WorkerEnv {
     /// The first panic of an instance is published as `plugin.error` (stage `handle`).
-    fn first_panic(&self, error: &PluginError) {
+    pub(super) fn first_panic(&self, error: &PluginError) {
         if self.shared.reported_panic.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -60,7 +60,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -74,13 +74,15 @@ use plugbus_plugin_api::{host_box, AbiSubscription, PluginError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bridge::PluginHost;
-use crate::config::Config;
+use crate::config::{Config, Isolation};
 use crate::error::{LoadError, LoadErrorKind, ManagerError};
 use crate::loader::{self, Library};
 
 mod in_process;
+mod process;
 mod route;
 mod status;
+mod supervisor;
 use crate::outbound::Outbound;
 use crate::trust::{TrustPolicy, TrustedFile};
 use in_process::{call, spawn_worker, CallResult, WorkerEnv};
@@ -179,6 +181,11 @@ struct PluginShared {
     counters: Arc<Counters>,
     reported_panic: AtomicBool,
     plugin_ref: PluginRef,
+    isolation: Isolation,
+    /// The child's process id while one runs; 0 otherwise.
+    pid: AtomicU32,
+    /// Restarts of the child process.
+    restarts: AtomicU32,
 }
 
 impl PluginShared {
@@ -245,6 +252,12 @@ impl Entry {
             subscriptions: self.subscriptions.iter().map(|(_, n)| n.clone()).collect(),
             queue_depth: usize::try_from(self.shared.counters.queued.load(Ordering::Relaxed))
                 .unwrap_or(usize::MAX),
+            isolation: self.shared.isolation,
+            pid: match self.shared.pid.load(Ordering::Relaxed) {
+                0 => None,
+                pid => Some(pid),
+            },
+            restarts: self.shared.restarts.load(Ordering::Relaxed),
         }
     }
 
@@ -578,6 +591,11 @@ impl PluginManager {
                 counters.timed_out = counters.timed_out.max(status.counters.timed_out);
                 status.counters = counters;
                 status.state = shared.state().clone();
+                status.pid = match shared.pid.load(Ordering::Relaxed) {
+                    0 => None,
+                    pid => Some(pid),
+                };
+                status.restarts = shared.restarts.load(Ordering::Relaxed);
                 status
             })
             .collect()
@@ -697,25 +715,45 @@ impl PluginManager {
         }
 
         let counters = Arc::new(Counters::default());
+        let isolation = self.inner.config.plugin_isolation(&name);
         let shared = Arc::new(PluginShared {
             state: Mutex::new(PluginState::Loaded),
             counters: Arc::clone(&counters),
             reported_panic: AtomicBool::new(false),
             plugin_ref: plugin_ref(&library),
+            isolation,
+            pid: AtomicU32::new(0),
+            restarts: AtomicU32::new(0),
         });
-        let host = host_box(PluginHost::new(
+        let host = PluginHost::new(
             &self.inner.bus,
             Arc::from(name.as_str()),
             &counters,
             self.inner.config.plugin_timeout(&name),
-        ));
+        );
         let config_json = self.inner.config.plugin(&name).config_json().to_string();
         let panics = WorkerEnv {
             shared: Arc::clone(&shared),
             manager: Arc::downgrade(&self.inner),
             spin: self.inner.options.spin_before_park,
         };
-        let (worker, ready) = match spawn_worker(library.clone(), host, config_json, panics) {
+        let spawned = match isolation {
+            Isolation::InProcess => {
+                spawn_worker(library.clone(), host_box(host), config_json, panics)
+            }
+            Isolation::Process => process::spawn(
+                &library,
+                host,
+                config_json,
+                process::Supervision::from_config(
+                    &self.inner.config,
+                    &name,
+                    self.inner.options.lifecycle_timeout,
+                ),
+                panics,
+            ),
+        };
+        let (worker, ready) = match spawned {
             Ok(spawned) => spawned,
             Err(err) => {
                 self.report_load_error_named(&err, &library).await;
@@ -1229,6 +1267,26 @@ fn plugin_ref(library: &Library) -> PluginRef {
 impl Entry {
     fn take_declared(&mut self) -> Vec<AbiSubscription> {
         std::mem::take(&mut self.declared)
+    }
+}
+
+/// Marks the plugin whose state is `shared` failed with `reason` and removes its
+/// subscriptions, from its own supervisor (which then answers whatever is still queued): what
+/// [`PluginManager::fail`] does, without the lifecycle lock a supervisor must not wait for.
+fn fail_in_place(inner: &Inner, shared: &Arc<PluginShared>, reason: &str) {
+    shared.set_state(PluginState::Failed(reason.to_owned()));
+    let mut entries = inner.entries();
+    if let Some(e) = entries.iter_mut().find(|e| Arc::ptr_eq(&e.shared, shared)) {
+        let carried = given_up(&inner.bus, e.subscriptions.iter().map(|(id, _)| *id));
+        e.shared
+            .counters
+            .timed_out
+            .fetch_add(carried, Ordering::Relaxed);
+        for (id, _) in e.subscriptions.drain(..) {
+            inner.bus.unsubscribe(id);
+        }
+        // The supervisor's queue closes once the bus has dropped the subscriptions' senders.
+        e.worker = None;
     }
 }
 

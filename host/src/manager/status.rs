@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::config::Isolation;
 use crate::error::ManagerError;
 use crate::outbound::{Outbound, PublishCounters};
 
@@ -147,6 +148,12 @@ pub struct PluginStatus {
     pub subscriptions: Vec<String>,
     /// Jobs waiting in its queue.
     pub queue_depth: usize,
+    /// Where it runs.
+    pub isolation: Isolation,
+    /// The process id of its child process, while one runs (`isolation = "process"`).
+    pub pid: Option<u32>,
+    /// How many times its child process was restarted after a crash or hang.
+    pub restarts: u32,
 }
 
 /// What [`PluginManager::load_all`] did.
