@@ -358,6 +358,8 @@ impl Supervisor {
             let mut command = tokio::process::Command::new(&self.exe);
             command
                 .arg(CHILD_ARG)
+                // For `ps`; the child learns everything from the handshake.
+                .arg(&*self.name)
                 .stdin(Stdio::from(OwnedFd::from(theirs)))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
