@@ -1,7 +1,8 @@
 //! W3C trace context through real plugin `.so` files: what a plugin publishes while handling a
 //! traced event continues its trace (two levels deep through the re-entrant fixture, and the
-//! auth enhancer's alert), the audit logger sees and records the traceparent and tracestate, a
-//! bad traceparent from an input line is never carried, an untraced event stays untraced.
+//! auth enhancer's alert; and from a plugin in a child process of its own), the audit logger
+//! sees and records the traceparent and tracestate, a bad traceparent from an input line is
+//! never carried, an untraced event stays untraced.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use plugbus::payload::{UserLogin, UserLoginFailed};
 use plugbus::{Bus, Event, EventType, Interest, TraceContext};
 use plugbus_host::PluginManager;
-use plugbus_tests::{crates, PluginDir, Recorder};
+use plugbus_tests::{crates, plugbus_binary, PluginDir, Recorder};
 
 const WAIT: Duration = Duration::from_secs(10);
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -29,11 +30,16 @@ fn traced_login() -> Event {
 
 /// The re-entrant fixture loaded on a fresh bus, with a recorder on `test.*`.
 async fn reentrant() -> (PluginDir, Bus, PluginManager, Recorder) {
+    reentrant_with("").await
+}
+
+/// [`reentrant`] with `config` as the host's configuration.
+async fn reentrant_with(config: &str) -> (PluginDir, Bus, PluginManager, Recorder) {
     let dir = PluginDir::new();
     let path = dir.add(crates::REENTRANT);
     let bus = Bus::builder().build().unwrap();
     let echoes = Recorder::subscribe(&bus, Interest::pattern("test.*").unwrap(), "echoes");
-    let manager = PluginManager::new(bus.clone(), dir.config(""));
+    let manager = PluginManager::new(bus.clone(), dir.config(config));
     manager.load_and_start(&path).await.unwrap();
     (dir, bus, manager, echoes)
 }
@@ -69,6 +75,28 @@ async fn a_plugin_publishing_two_levels_deep_continues_the_trace() {
     let json: serde_json::Value = serde_json::from_slice(&echo2.to_json().unwrap()).unwrap();
     assert_eq!(json["metadata"]["traceparent"], two.traceparent());
     assert_eq!(json["metadata"]["tracestate"], TRACESTATE);
+    manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_in_a_child_process_continues_the_trace_too() {
+    plugbus_host::isolation::enable(plugbus_binary());
+    let (_dir, bus, manager, echoes) = reentrant_with("[plugins]\nisolation = \"process\"\n").await;
+    let login = traced_login();
+    bus.emit(login.clone()).await.unwrap();
+    let (echo, echo2) = echoes_of(&echoes).await;
+    let root = login.trace_context().unwrap();
+    let (one, two) = (
+        echo.trace_context().unwrap(),
+        echo2.trace_context().unwrap(),
+    );
+    for t in [one, two] {
+        assert_eq!(t.trace_id, root.trace_id);
+        assert_eq!(t.tracestate(), Some(TRACESTATE));
+    }
+    let spans: HashSet<_> = [root.span_id, one.span_id, two.span_id].into();
+    assert_eq!(spans.len(), 3, "a span id per event");
+    assert_eq!(echo2.causation_id(), Some(echo.id()));
     manager.shutdown().await;
 }
 
