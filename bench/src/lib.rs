@@ -3,17 +3,17 @@
 //! Each plugbus scenario runs in the same process as its baseline, interleaved (baseline and
 //! scenario alternate within each round, the order flipping every round), for several rounds;
 //! the table shows the median of the rounds. A round is one timed batch, sized at the start so
-//! it takes about [`Plan::batch`]. `ns_per_op` is per delivery (one event reaching one
+//! it takes about `Plan::batch`. `ns_per_op` is per delivery (one event reaching one
 //! handler) for the dispatch scenarios, and per event for `event_new`, the plugin scenarios and
 //! `stalled_drop_oldest`.
 //!
 //! Everything runs on one task of the binary's multi-threaded runtime (a worker thread, so
 //! tasks a scenario spawns go to that worker's own queue, as they would in an application).
 //!
-//! - [`baselines`]: the floor, the Go design ported ("seed"), a tokio mpsc hop, `join_all`;
-//! - [`scenarios`]: the plugbus side of each;
-//! - [`fanout`]: `emit` to N tasks beside tokio broadcast and flume, and paced latency;
-//! - [`rss`]: the resident set, for the stalled-subscriber scenario.
+//! - `baselines`: the floor, the Go design ported ("seed"), a tokio mpsc hop, `join_all`;
+//! - `scenarios`: the plugbus side of each;
+//! - `fanout`: `emit` to N tasks beside tokio broadcast and flume, and paced latency;
+//! - `rss`: the resident set, for the stalled-subscriber scenario.
 
 mod baselines;
 mod fanout;
@@ -312,6 +312,7 @@ const GROUPS: &[&[&str]] = &[
     &["latency_broadcast_n4", "latency_emit_n4"],
     &["event_new"],
     &["plugin_emit_1", "plugin_emit_2"],
+    &["plugin_emit_process"],
     &["scale_13_types", "scale_1000_types"],
     &["stalled_drop_oldest"],
     &["nats_forward", "nats_latency"],
@@ -361,6 +362,12 @@ fn judge(row: &mut Row) {
         ),
         "event_new" => ("<= 60 ns", row.ns_per_op.map(|ns| ns <= 60.0)),
         "plugin_emit_1" => (">= 2M events/s", row.ops_per_sec.map(|o| o >= 2e6)),
+        "plugin_emit_process" => (
+            ">= 500k events/s, <= 3x in process",
+            row.ops_per_sec
+                .zip(ratio)
+                .map(|(o, r)| o >= 5e5 && r <= 3.0),
+        ),
         "plugin_emit_2" => (
             "<= 1.3x plugin_emit_1, JSON once",
             ratio.map(|r| {
@@ -541,6 +548,7 @@ async fn run_group(
         }
         "event_new" => vec![single(plan, Entry::new("event_new", 1, EVENT, &mut EventNew)).await?],
         "plugin_emit_1" => plugin_group(plan, plugins).await?,
+        "plugin_emit_process" => process_group(plan, plugins).await?,
         "scale_13_types" => {
             let per = scenarios::SCALE_DELIVERIES;
             let mut small = Scale::new(13, 1)?;
@@ -643,6 +651,37 @@ async fn plugin_group(plan: &Plan, plugins: Option<&Path>) -> anyhow::Result<Vec
     one.close().await;
     two.close().await;
     Ok(vec![a, b])
+}
+
+/// The counter plugin in a child process of its own beside the same plugin in process,
+/// interleaved in this group (the ratio is to that in-process side, named as `plugin_emit_1`).
+async fn process_group(plan: &Plan, plugins: Option<&Path>) -> anyhow::Result<Vec<Row>> {
+    use scenarios::{PluginEmit, COUNTER_LIB};
+    let why_not = if plugins.is_none() {
+        Some("no --plugins DIR: run `cargo xtask bench`, which builds the counter plugins")
+    } else if plugbus_host::isolation::child_exe().is_none() {
+        Some("process isolation is not enabled in this executable")
+    } else {
+        None
+    };
+    let (Some(dir), None) = (plugins, why_not) else {
+        let why = why_not.unwrap_or_default();
+        eprint!(" skipped ({why})");
+        return Ok(vec![Row::skipped("plugin_emit_process", EVENT, why)
+            .against(&Row::skipped("plugin_emit_1", EVENT, why))]);
+    };
+    let mut inside = PluginEmit::new(dir, &[COUNTER_LIB]).await?;
+    let mut child =
+        PluginEmit::with_isolation(dir, &[COUNTER_LIB], plugbus_host::Isolation::Process).await?;
+    let (a, b) = pair(
+        plan,
+        Entry::new("plugin_emit_1", 1, EVENT, &mut inside),
+        Entry::new("plugin_emit_process", 1, EVENT, &mut child),
+    )
+    .await?;
+    inside.close().await;
+    child.close().await;
+    Ok(vec![b.against(&a)])
 }
 
 async fn stalled_row(plan: &Plan) -> anyhow::Result<Row> {

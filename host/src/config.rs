@@ -483,6 +483,30 @@ impl Config {
         if let Some(otel) = &self.otel {
             otel.check().map_err(|(key, reason)| invalid(key, reason))?;
         }
+        if self.plugins.heartbeat_timeout < Duration::from_millis(100) {
+            return Err(invalid(
+                "plugins.heartbeat_timeout",
+                format!(
+                    "must be at least 100ms (a child beats every tenth of it), found {}",
+                    humantime::format_duration(self.plugins.heartbeat_timeout)
+                ),
+            ));
+        }
+        for (name, settings) in &self.plugin {
+            let limits = &settings.limits;
+            for (key, value, least) in [
+                ("memory_mib", limits.memory_mib, 1),
+                ("open_files", limits.open_files, 16),
+                ("cpu_seconds", limits.cpu_seconds, 1),
+            ] {
+                if value.is_some_and(|v| v < least) {
+                    return Err(invalid(
+                        &format!("plugin.{name}.limits.{key}"),
+                        format!("must be at least {least}, found {}", value.unwrap_or(0)),
+                    ));
+                }
+            }
+        }
         let bus = &self.bus;
         check_duration(bus.default_timeout).map_err(|r| invalid("bus.default_timeout", r))?;
         check_capacity(bus.mailbox_capacity).map_err(|r| invalid("bus.mailbox_capacity", r))?;
@@ -851,6 +875,30 @@ mod tests {
             let err = Config::from_path(path).unwrap_err();
             assert!(err.to_string().contains(what), "{}: {err}", path.display());
         }
+    }
+
+    #[test]
+    fn isolation_is_per_plugin_over_the_default_and_bad_values_name_their_key() {
+        let config = Config::from_toml_str(
+            "[plugins]\nisolation = \"process\"\nmax_restarts = 2\n\
+             [plugin.a]\nisolation = \"in_process\"\n\
+             [plugin.b]\nrestart_window = \"5s\"\nlimits = { memory_mib = 64 }\n",
+            "plugbus.toml",
+        )
+        .unwrap();
+        assert_eq!(config.plugin_isolation("a"), Isolation::InProcess);
+        assert_eq!(config.plugin_isolation("b"), Isolation::Process);
+        assert_eq!(config.plugin_isolation("other"), Isolation::Process);
+        assert_eq!(config.plugin_restarts("b"), (2, Duration::from_secs(5)));
+        assert_eq!(config.plugin("b").limits.memory_mib, Some(64));
+        let err = parse_err("[plugins]\nisolation = \"thread\"\n").to_string();
+        assert!(err.contains("isolation"), "{err}");
+        let err = parse_err("[plugin.a.limits]\nmemory = 5\n").to_string();
+        assert!(err.contains("memory"), "{err}");
+        let err = parse_err("[plugin.a.limits]\nopen_files = 3\n").to_string();
+        assert!(err.contains("plugin.a.limits.open_files"), "{err}");
+        let err = parse_err("[plugins]\nheartbeat_timeout = \"1ms\"\n").to_string();
+        assert!(err.contains("plugins.heartbeat_timeout"), "{err}");
     }
 
     fn parse_err(text: &str) -> ConfigError {

@@ -1,18 +1,18 @@
 //! The framed protocol between the host and a plugin's child process.
 //!
 //! One stream socket, both ways. A frame is a little-endian `u32` length and that many bytes
-//! of JSON: one [`ToChild`] or [`FromChild`]. JSON because the payload already is JSON (the
+//! of JSON: one `ToChild` or `FromChild`. JSON because the payload already is JSON (the
 //! event's shared bytes cross as they are, embedded raw, never parsed into values on the way),
 //! and because a frame is then readable in a trace; the framing keeps a payload's newlines
 //! harmless. A frame larger than [`MAX_FRAME`] ends the connection: an event is at most
 //! [`MAX_EVENT_BYTES`](plugbus::contract::audit::MAX_EVENT_BYTES), so only a broken peer
 //! sends one.
 //!
-//! The conversation: the host sends [`ToChild::Hello`]; the child applies its limits, loads
-//! and checks the library, constructs the plugin and answers [`FromChild::Ready`] (or
-//! [`FromChild::LoadFailed`]). Then the host sends lifecycle calls and batches of deliveries;
-//! the child answers each delivery once ([`FromChild::Done`], in batches too), publishes and
-//! logs, and beats ([`FromChild::Beat`]) while no call into the plugin has run longer than the
+//! The conversation: the host sends `ToChild::Hello`; the child applies its limits, loads
+//! and checks the library, constructs the plugin and answers `FromChild::Ready` (or
+//! `FromChild::LoadFailed`). Then the host sends lifecycle calls and batches of deliveries;
+//! the child answers each delivery once (`FromChild::Done`, in batches too), publishes and
+//! logs, and beats (`FromChild::Beat`) while no call into the plugin has run longer than the
 //! heartbeat timeout.
 
 use std::io::{self, Read, Write};

@@ -181,7 +181,7 @@ fn run_worker(
                     continue;
                 }
                 let result = context::enter(Some(event.causation()), || {
-                    bridge::with_view(&event, &payload, |view| {
+                    bridge::with_delivery_view(&library.meta.name, &event, &payload, |view| {
                         plugin.handle(handler, view).into_result()
                     })
                 });

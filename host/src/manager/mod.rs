@@ -28,7 +28,7 @@
 //!    The queue is bounded by the subscriptions' `max_in_flight` (`plugins.queue_capacity`,
 //!    at most 256, per subscription): beyond it events wait in the bus mailbox, under its
 //!    overflow policy, so a slow plugin slows only its own mailboxes;
-//! 4. [`PluginError`] becomes a [`HandlerError`]: retryable stays retryable, the rest are
+//! 4. [`PluginError`] becomes a [`HandlerError`](plugbus::HandlerError): retryable stays retryable, the rest are
 //!    permanent, a panic keeps its message (`panicked: ...`).
 //!
 //! A hung plugin blocks only its own thread: the bus's timeout fires, records `TimedOut`, the
@@ -88,7 +88,7 @@ use crate::trust::{TrustPolicy, TrustedFile};
 use in_process::{call, spawn_worker, CallResult, WorkerEnv};
 use route::{given_up, interest_of, Route};
 pub(crate) use status::Counters;
-pub use status::{LoadReport, PluginCounters, PluginState, PluginStatus};
+pub use status::{DeclaredSubscription, LoadReport, PluginCounters, PluginState, PluginStatus};
 
 /// Most deliveries one plugin subscription keeps open at once (each is a job in the plugin's
 /// queue).
@@ -224,7 +224,7 @@ struct Entry {
     instance: u64,
     shared: Arc<PluginShared>,
     worker: Option<Worker>,
-    /// Declared subscriptions, kept from construction until start.
+    /// Declared subscriptions, as read at construction (subscribed at start).
     declared: Vec<AbiSubscription>,
     subscriptions: Vec<(SubscriptionId, String)>,
 }
@@ -258,6 +258,11 @@ impl Entry {
                 pid => Some(pid),
             },
             restarts: self.shared.restarts.load(Ordering::Relaxed),
+            declared: self
+                .declared
+                .iter()
+                .map(|s| status::DeclaredSubscription::from_abi(&meta.name, s))
+                .collect(),
         }
     }
 
@@ -1266,7 +1271,7 @@ fn plugin_ref(library: &Library) -> PluginRef {
 
 impl Entry {
     fn take_declared(&mut self) -> Vec<AbiSubscription> {
-        std::mem::take(&mut self.declared)
+        self.declared.clone()
     }
 }
 

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use plugbus::Category;
+use plugbus_plugin_api::AbiSubscription;
+
 use crate::config::Isolation;
 use crate::error::ManagerError;
 use crate::outbound::{Outbound, PublishCounters};
@@ -19,7 +22,7 @@ pub enum PluginState {
     Running,
     /// Being stopped.
     Stopping,
-    /// Stopped; its object is dropped. [`PluginManager::reload`] brings it back.
+    /// Stopped; its object is dropped. [`PluginManager::reload`](super::PluginManager::reload) brings it back.
     Stopped,
     /// Start or stop failed, or a lifecycle call hung; the reason.
     Failed(String),
@@ -120,7 +123,7 @@ impl Counters {
     }
 }
 
-/// What [`PluginManager::plugins`] reports for each plugin.
+/// What [`PluginManager::plugins`](super::PluginManager::plugins) reports for each plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginStatus {
     /// The declared name.
@@ -154,9 +157,50 @@ pub struct PluginStatus {
     pub pid: Option<u32>,
     /// How many times its child process was restarted after a crash or hang.
     pub restarts: u32,
+    /// What it declared it wants to receive, one entry per declared subscription, as read at
+    /// construction (kept while it runs, so `plugbus flows` can draw who receives what).
+    pub declared: Vec<DeclaredSubscription>,
 }
 
-/// What [`PluginManager::load_all`] did.
+/// One subscription a plugin declared: the types, categories and patterns it selects.
+///
+/// An event is delivered when its type matches any of them (and the plugin's declarative
+/// filter, if it has one, lets it through). A selector the host does not know (a category
+/// value from a newer plugin) is left out, as it never matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredSubscription {
+    /// The bus subscription's name, `<plugin>/<handler>`.
+    pub name: String,
+    /// The handler index passed back to the plugin.
+    pub handler: u32,
+    /// Exact type names.
+    pub event_types: Vec<String>,
+    /// Whole categories.
+    pub categories: Vec<Category>,
+    /// Type patterns such as `user.*` or `*`.
+    pub patterns: Vec<String>,
+    /// Whether a declarative filter may skip some of the matching events.
+    pub filtered: bool,
+}
+
+impl DeclaredSubscription {
+    pub(crate) fn from_abi(plugin: &str, sub: &AbiSubscription) -> Self {
+        DeclaredSubscription {
+            name: format!("{plugin}/{}", sub.handler),
+            handler: sub.handler,
+            event_types: sub.event_types.iter().map(|t| t.to_string()).collect(),
+            categories: sub
+                .categories
+                .iter()
+                .filter_map(|c| Category::from_u8(*c))
+                .collect(),
+            patterns: sub.patterns.iter().map(|p| p.to_string()).collect(),
+            filtered: sub.filter.is_some(),
+        }
+    }
+}
+
+/// What [`PluginManager::load_all`](super::PluginManager::load_all) did.
 #[derive(Debug, Default)]
 pub struct LoadReport {
     /// Plugins loaded, by name, in load order.
