@@ -292,10 +292,21 @@ pub(super) struct PluginEmit {
 
 impl PluginEmit {
     pub(super) async fn new(dir: &Path, libs: &[&str]) -> anyhow::Result<PluginEmit> {
+        Self::with_isolation(dir, libs, plugbus_host::Isolation::InProcess).await
+    }
+
+    /// As [`PluginEmit::new`], the plugins running as `isolation` says (in a child process
+    /// each with [`Isolation::Process`](plugbus_host::Isolation::Process)).
+    pub(super) async fn with_isolation(
+        dir: &Path,
+        libs: &[&str],
+        isolation: plugbus_host::Isolation,
+    ) -> anyhow::Result<PluginEmit> {
         let dir = std::fs::canonicalize(dir)
             .with_context(|| format!("plugin directory '{}'", dir.display()))?;
         let mut config = Config::default();
         config.plugins.directories = vec![dir.clone()];
+        config.plugins.isolation = isolation;
         let bus = plugbus_host::bus_builder(&config.bus)
             .build()
             .context("building the bus")?;
