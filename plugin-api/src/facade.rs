@@ -38,6 +38,23 @@ pub struct OwnedEvent {
     pub metadata: RVec<Tuple2<RString, RString>>,
 }
 
+impl OwnedEvent {
+    /// The event's size as the host measures it against
+    /// [`contract::audit::MAX_EVENT_BYTES`](plugbus_contract::audit::MAX_EVENT_BYTES): the
+    /// bytes of the payload, source, type name and every metadata key and value. A larger
+    /// event is refused as [`RefusalKind::Invalid`].
+    pub fn size_bytes(&self) -> usize {
+        self.payload_json.len()
+            + self.source.len()
+            + self.event_type.len()
+            + self
+                .metadata
+                .iter()
+                .map(|pair| pair.0.len() + pair.1.len())
+                .sum::<usize>()
+    }
+}
+
 impl fmt::Debug for OwnedEvent {
     /// Prints everything but the payload (payloads may carry secrets).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,19 +1,110 @@
-//! A fake host for plugin unit tests (feature `testing`).
+//! Test doubles for plugin unit tests: [`FakeHost`], [`TestEvent`], [`LoadedPlugin`].
 //!
-//! [`FakeHost::load`] goes through exactly what a real host calls: the root module the export
-//! macro built, its `info` and `new` functions, and the [`PluginBox`] trait object, so the
-//! macro's panic catching, configuration parsing and log forwarding are exercised too. The fake
-//! host records every event the plugin publishes and every log line it sends.
+//! **Needs the crate feature `testing`.** A plugin turns it on for its tests only, with a
+//! second entry for this crate under `[dev-dependencies]`:
 //!
-//! How the bundled plugins' unit tests use it (see `plugins/*/src/lib.rs`):
+//! ```toml
+//! [dependencies]
+//! plugbus-plugin-api = "0.1"
 //!
-//! ```text
+//! [dev-dependencies]
+//! plugbus-plugin-api = { version = "0.1", features = ["testing"] }
+//! # or, against a checkout: { path = "../plugbus/plugin-api", features = ["testing"] }
+//! ```
+//!
+//! The feature adds no dependency. With Cargo's feature resolver 2 (the default since edition
+//! 2021) a dev-dependency's features reach only tests, examples and benches, so the plugin's
+//! `cdylib` from `cargo build` is built without this module. (This page is in `cargo doc`
+//! whatever the features; using the items needs the feature.)
+//!
+//! - [`FakeHost`] loads a plugin through exactly what a real host calls: the root module
+//!   [`export_plugin!`](crate::export_plugin) built, its `info` and `new` functions, and the
+//!   [`PluginBox`] trait object, so the macro's panic catching, configuration parsing and log
+//!   forwarding run too. It records what the plugin publishes ([`FakeHost::published`]),
+//!   what it refuses ([`FakeHost::refused`]) and every log line ([`FakeHost::logs`]).
+//! - It **refuses what the real host refuses**, with the same [`RefusalKind`]: see
+//!   [`FakeHost`] for the list. It can also refuse on demand, as a busy bus
+//!   ([`RefusalKind::Full`]) or one shutting down ([`RefusalKind::Closed`]) would:
+//!   [`FakeHost::refuse_publishes_as`], [`FakeHost::refuse_next`].
+//! - [`TestEvent`] is an owned event to deliver, typed ([`TestEvent::typed`]) or raw JSON.
+//! - [`LoadedPlugin`] is the loaded instance: [`start`](LoadedPlugin::start),
+//!   [`deliver`](LoadedPlugin::deliver) (to every subscription that matches, as the host
+//!   routes), [`handle`](LoadedPlugin::handle) (one handler), [`stop`](LoadedPlugin::stop).
+//!
+//! # Example
+//!
+//! A plugin that publishes `account.locked` on a user's second failed login, and its test:
+//!
+//! ```rust
+//! use plugbus_plugin_api::contract::{payload::UserLoginFailed, Category};
+//! use plugbus_plugin_api::testing::{FakeHost, TestEvent};
+//! use plugbus_plugin_api::{
+//!     export_plugin, Event, EventDraft, HostHandle, Plugin, PluginError, RefusalKind,
+//!     Subscription,
+//! };
+//!
+//! struct Lockout {
+//!     host: HostHandle,
+//!     failures: u32,
+//! }
+//!
+//! impl Plugin for Lockout {
+//!     const NAME: &'static str = "lockout";
+//!     const VERSION: &'static str = "0.1.0";
+//!
+//!     fn new(host: HostHandle, _config: serde_json::Value) -> Result<Self, PluginError> {
+//!         Ok(Lockout { host, failures: 0 })
+//!     }
+//!
+//!     fn subscriptions(&self) -> Vec<Subscription> {
+//!         vec![Subscription::to_types(["user.login_failed"])]
+//!     }
+//!
+//!     fn handle(&mut self, _handler: u32, event: &Event<'_>) -> Result<(), PluginError> {
+//!         let failed: UserLoginFailed = event.data()?;
+//!         self.failures += 1;
+//!         if self.failures == 2 {
+//!             let payload = serde_json::json!({ "user_id": failed.user_id });
+//!             let locked = EventDraft::new("account.locked", Category::Business)
+//!                 .json(payload.to_string());
+//!             self.host.publish_with(locked)?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_plugin!(Lockout);
+//!
+//! # fn main() -> Result<(), PluginError> {
 //! let host = FakeHost::new();
-//! let mut plugin = host.load::<MyPlugin>(serde_json::json!({"threshold": 3}))?;
+//! let mut plugin = host.load::<Lockout>(serde_json::json!({}))?;
 //! plugin.start()?;
-//! let results = plugin.deliver(&TestEvent::typed(&UserLogin { user_id: "alice".into(), ..Default::default() }));
-//! assert!(results.iter().all(|(_, r)| r.is_ok()));
-//! assert_eq!(host.published().len(), 1);
+//! let failed = TestEvent::typed(&UserLoginFailed {
+//!     user_id: "bob".into(),
+//!     ..Default::default()
+//! });
+//! for _ in 0..2 {
+//!     for (_handler, result) in plugin.deliver(&failed) {
+//!         result?;
+//!     }
+//! }
+//! let published = host.published();
+//! assert_eq!(published.len(), 1);
+//! assert_eq!(published[0].event_type, "account.locked");
+//! assert_eq!(published[0].caused_by, Some(failed.id)); // the host's causation_id
+//!
+//! plugin.stop()?;
+//!
+//! // A bus shutting down refuses the publish, and the plugin's `?` fails the delivery
+//! // (permanently: a refused publish never makes the host deliver the event again).
+//! let mut again = host.load::<Lockout>(serde_json::json!({}))?;
+//! again.start()?;
+//! host.refuse_publishes_as(Some((RefusalKind::Closed, "the bus is shutting down")));
+//! again.handle(0, &failed)?;
+//! let error = again.handle(0, &failed).unwrap_err();
+//! assert!(!error.is_retryable());
+//! assert_eq!(host.refused()[0].kind, RefusalKind::Closed);
+//! # Ok(()) }
 //! ```
 
 use crate::{
@@ -27,7 +118,9 @@ use crate::{
     view::{format_uuid, EventView, KeyValue},
 };
 use abi_stable::std_types::{RResult, RSlice, RStr};
-use plugbus_contract::{Category, TypedEvent};
+use plugbus_contract::audit::MAX_EVENT_BYTES;
+use plugbus_contract::{keys, reserved, validate_type_name, Category, TypedEvent, BUILTIN_TYPES};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -93,43 +186,186 @@ impl LogRecord {
     }
 }
 
+/// An event the fake host refused, with the refusal the plugin got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedEvent {
+    /// The event as the plugin published it.
+    pub event: PublishedEvent,
+    /// Why: the kind the plugin saw in its [`PublishError`](crate::PublishError).
+    pub kind: RefusalKind,
+    /// The explanation, as the host words it.
+    pub message: String,
+}
+
+/// A refusal a test asked for, for `remaining` more publishes (`None`: until told otherwise).
+#[derive(Clone)]
+struct OnDemand {
+    refusal: PublishRefusal,
+    remaining: Option<usize>,
+}
+
 #[derive(Default)]
 struct Shared {
     published: Mutex<Vec<PublishedEvent>>,
+    refused: Mutex<Vec<RefusedEvent>>,
     logs: Mutex<Vec<LogRecord>>,
     handling: Mutex<Option<[u8; 16]>>,
-    refuse: Mutex<Option<PublishRefusal>>,
+    on_demand: Mutex<Option<OnDemand>>,
+    /// Types met so far (published or delivered) beyond the built-in ones, with their
+    /// categories: the host's type table is process-wide and never forgets a type, so a type
+    /// published again with another category is refused.
+    types: Mutex<HashMap<String, Category>>,
+}
+
+impl Shared {
+    /// The category a type has in this host's table, if it is in it.
+    fn category_of(&self, name: &str) -> Option<Category> {
+        BUILTIN_TYPES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| *c)
+            .or_else(|| lock(&self.types).get(name).copied())
+    }
+
+    /// Enters a type in the table, as the host interns the type of every event it takes.
+    fn meet(&self, name: &str, category: Category) {
+        if self.category_of(name).is_none() && validate_type_name(name).is_ok() {
+            lock(&self.types).insert(name.to_owned(), category);
+        }
+    }
+
+    /// The refusal asked for, if any, counting it down.
+    fn take_on_demand(&self) -> Option<PublishRefusal> {
+        let mut slot = lock(&self.on_demand);
+        let on = slot.as_mut()?;
+        let refusal = on.refusal.clone();
+        match &mut on.remaining {
+            Some(0) => {
+                *slot = None;
+                return None;
+            }
+            Some(1) => *slot = None,
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        Some(refusal)
+    }
+
+    /// The host's checks, in the host's order (`PluginHost::publish` in the host's `bridge`
+    /// module): forbidden names first, then what makes an event invalid.
+    fn check_like_the_host(&self, event: &OwnedEvent) -> Result<(), PublishRefusal> {
+        let name = event.event_type.as_str();
+        let forbidden = |why: String| Err(PublishRefusal::new(RefusalKind::Forbidden, why));
+        let invalid = |why: String| Err(PublishRefusal::new(RefusalKind::Invalid, why));
+        if let Some(why) = reserved::host_only(name, event.source.as_str()) {
+            return forbidden(why);
+        }
+        let size = event.size_bytes();
+        if size > MAX_EVENT_BYTES {
+            return invalid(format!(
+                "'{name}' is {size} bytes (payload and metadata), more than the limit of \
+                 {MAX_EVENT_BYTES} bytes an event may have"
+            ));
+        }
+        let Some(category) = Category::from_u8(event.category) else {
+            return invalid(format!("unknown category {} for '{name}'", event.category));
+        };
+        match self.category_of(name) {
+            Some(existing) if existing != category => {
+                return invalid(format!(
+                    "event type '{name}' is already registered with category {existing}, \
+                     not {category}"
+                ));
+            }
+            Some(_) => {}
+            None => {
+                if let Err(e) = validate_type_name(name) {
+                    return invalid(e.to_string());
+                }
+                self.meet(name, category);
+            }
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(event.payload_json.as_str()) {
+            return invalid(format!(
+                "payload of '{name}': payload is not valid JSON: {e}"
+            ));
+        }
+        for pair in event.metadata.iter() {
+            let (key, value) = (pair.0.as_str(), pair.1.as_str());
+            if (key == keys::CORRELATION_ID || key == keys::CAUSATION_ID) && !is_uuid(value) {
+                return invalid(format!(
+                    "metadata '{key}' is invalid: not a UUID: '{value}'"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True for the forms of a UUID the host accepts in `correlation_id` and `causation_id`:
+/// 32 hex digits, the hyphenated form, and that form in braces or after `urn:uuid:`.
+fn is_uuid(text: &str) -> bool {
+    let hyphenated = |t: &str| {
+        t.len() == 36
+            && t.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
+    };
+    if let Some(inner) = text.strip_prefix("urn:uuid:") {
+        return hyphenated(inner);
+    }
+    if let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+        return hyphenated(inner);
+    }
+    (text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())) || hyphenated(text)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn recorded(event: OwnedEvent, caused_by: Option<[u8; 16]>) -> PublishedEvent {
+    PublishedEvent {
+        event_type: event.event_type.into(),
+        category: event.category,
+        source: event.source.into(),
+        schema_version: event.schema_version,
+        payload_json: event.payload_json.into(),
+        metadata: event
+            .metadata
+            .into_iter()
+            .map(|t| (t.0.into(), t.1.into()))
+            .collect(),
+        caused_by,
+    }
+}
+
 struct HostImpl(Arc<Shared>);
 
 impl AbiHost for HostImpl {
     fn publish(&self, event: OwnedEvent) -> RResult<(), PublishRefusal> {
-        if let Some(refusal) = lock(&self.0.refuse).clone() {
-            return RResult::RErr(refusal);
+        let shared = &self.0;
+        // The host's order: its checks first, then its queue (full, closed).
+        let refusal = shared
+            .check_like_the_host(&event)
+            .err()
+            .or_else(|| shared.take_on_demand());
+        let caused_by = *lock(&shared.handling);
+        match refusal {
+            None => {
+                lock(&shared.published).push(recorded(event, caused_by));
+                RResult::ROk(())
+            }
+            Some(refusal) => {
+                lock(&shared.refused).push(RefusedEvent {
+                    event: recorded(event, caused_by),
+                    kind: refusal.kind,
+                    message: refusal.message.as_str().to_owned(),
+                });
+                RResult::RErr(refusal)
+            }
         }
-        if let Err(refusal) = check_like_the_host(&event) {
-            return RResult::RErr(refusal);
-        }
-        let caused_by = *lock(&self.0.handling);
-        lock(&self.0.published).push(PublishedEvent {
-            event_type: event.event_type.into(),
-            category: event.category,
-            source: event.source.into(),
-            schema_version: event.schema_version,
-            payload_json: event.payload_json.into(),
-            metadata: event
-                .metadata
-                .into_iter()
-                .map(|t| (t.0.into(), t.1.into()))
-                .collect(),
-            caused_by,
-        });
-        RResult::ROk(())
     }
 
     fn log(
@@ -151,35 +387,30 @@ impl AbiHost for HostImpl {
     }
 }
 
-/// The checks the real host makes before it takes an event from a plugin, so a unit test
-/// catches what the host would refuse: the host's own types and sources (forbidden), a bad
-/// type name, an unknown category or one that contradicts a built-in type's, a payload that
-/// is not one JSON value (invalid).
-fn check_like_the_host(event: &OwnedEvent) -> Result<(), PublishRefusal> {
-    use plugbus_contract::{reserved, validate_type_name, Category, BUILTIN_TYPES};
-    let name = event.event_type.as_str();
-    if let Some(why) = reserved::host_only(name, event.source.as_str()) {
-        return Err(PublishRefusal::new(RefusalKind::Forbidden, why));
-    }
-    let invalid = |why: String| Err(PublishRefusal::new(RefusalKind::Invalid, why));
-    if let Err(e) = validate_type_name(name) {
-        return invalid(format!("'{name}': {e}"));
-    }
-    let Some(category) = Category::from_u8(event.category) else {
-        return invalid(format!("unknown category {} for '{name}'", event.category));
-    };
-    if let Some((_, builtin)) = BUILTIN_TYPES.iter().find(|(n, _)| *n == name) {
-        if *builtin != category {
-            return invalid(format!("'{name}' is a {builtin:?} type, not {category:?}"));
-        }
-    }
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(event.payload_json.as_str()) {
-        return invalid(format!("payload of '{name}' is not one JSON value: {e}"));
-    }
-    Ok(())
-}
-
-/// A host that records what plugins publish and log. Cheap to clone (clones share the records).
+/// A host that records what plugins publish and log, and refuses what the real host refuses.
+/// Cheap to clone (clones share everything).
+///
+/// # What it refuses
+///
+/// The real host's checks (`PluginHost::publish` in `plugbus-host`), in its order, with its
+/// [`RefusalKind`]; the first that fails decides:
+///
+/// | the event | refusal |
+/// |---|---|
+/// | a type of the host's own, `plugin.*`, `system.*`, `config.*`, or a source of the host's own, `plugbus`, `plugbus-host` (see [`contract::reserved`](plugbus_contract::reserved)), whatever else is wrong with it | [`Forbidden`](RefusalKind::Forbidden) |
+/// | larger than [`MAX_EVENT_BYTES`](plugbus_contract::audit::MAX_EVENT_BYTES) ([`OwnedEvent::size_bytes`]: payload, source, type and metadata) | [`Invalid`](RefusalKind::Invalid) |
+/// | a category byte that is no [`Category`] | [`Invalid`](RefusalKind::Invalid) |
+/// | a type that has another category: a built-in one (`user.login` is business), or one this fake host has met (published or delivered) with another | [`Invalid`](RefusalKind::Invalid) |
+/// | a type name outside the grammar of [`validate_type_name`](plugbus_contract::validate_type_name) (`Account Locked`, `user..login`, empty, over 128 bytes) | [`Invalid`](RefusalKind::Invalid) |
+/// | a payload that is not exactly one JSON value (empty, `{}{}`, text) | [`Invalid`](RefusalKind::Invalid) |
+/// | a `correlation_id` or `causation_id` metadata entry that is not a UUID | [`Invalid`](RefusalKind::Invalid) |
+///
+/// Then, only for an event that passed, the refusals a test asked for
+/// ([`refuse_publishes_as`](Self::refuse_publishes_as), [`refuse_next`](Self::refuse_next)):
+/// the real host's queue refuses with [`Full`](RefusalKind::Full) when the bus stays busy for
+/// the plugin's handler timeout, and with [`Closed`](RefusalKind::Closed) when the plugin is
+/// being stopped or the bus shuts down. Every refusal is recorded ([`refused`](Self::refused));
+/// nothing refused is in [`published`](Self::published).
 #[derive(Clone, Default)]
 pub struct FakeHost {
     shared: Arc<Shared>,
@@ -189,6 +420,7 @@ impl fmt::Debug for FakeHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FakeHost")
             .field("published", &lock(&self.shared.published).len())
+            .field("refused", &lock(&self.shared.refused).len())
             .field("logs", &lock(&self.shared.logs).len())
             .finish()
     }
@@ -258,15 +490,52 @@ impl FakeHost {
         lock(&self.shared.logs).clone()
     }
 
-    /// Makes `publish` fail with `reason` (`Some`), as a transient [`RefusalKind::Full`]
-    /// refusal, or succeed again (`None`).
-    pub fn refuse_publishes(&self, reason: Option<&str>) {
-        *lock(&self.shared.refuse) = reason.map(|r| PublishRefusal::new(RefusalKind::Full, r));
+    /// Every publish refused so far, with the refusal the plugin got: what the host's checks
+    /// refused and what a test made it refuse.
+    pub fn refused(&self) -> Vec<RefusedEvent> {
+        lock(&self.shared.refused).clone()
     }
 
-    /// Makes `publish` fail with a refusal of `kind` (`Some`), or succeed again (`None`).
+    /// Makes every publish that passes the host's checks fail with `reason` as a transient
+    /// [`RefusalKind::Full`] refusal (`Some`), as the real host does when the bus stays busy
+    /// for a whole handler timeout; or succeed again (`None`).
+    pub fn refuse_publishes(&self, reason: Option<&str>) {
+        self.refuse_publishes_as(reason.map(|r| (RefusalKind::Full, r)));
+    }
+
+    /// Makes every publish that passes the host's checks fail with a refusal of `kind`
+    /// (`Some`): [`RefusalKind::Full`] for a busy bus, [`RefusalKind::Closed`] for a bus
+    /// shutting down or a plugin being stopped; or succeed again (`None`). An event the host
+    /// would refuse anyway keeps its own refusal, as on the real host, which checks an event
+    /// before it queues it.
     pub fn refuse_publishes_as(&self, refusal: Option<(RefusalKind, &str)>) {
-        *lock(&self.shared.refuse) = refusal.map(|(kind, r)| PublishRefusal::new(kind, r));
+        *lock(&self.shared.on_demand) = refusal.map(|(kind, reason)| OnDemand {
+            refusal: PublishRefusal::new(kind, reason),
+            remaining: None,
+        });
+    }
+
+    /// Makes the next `count` publishes that pass the host's checks fail with a refusal of
+    /// `kind`, and those after them succeed: a bus that is busy for a while, then drains.
+    ///
+    /// ```
+    /// use plugbus_plugin_api::testing::FakeHost;
+    /// use plugbus_plugin_api::{contract::Category, EventDraft, RefusalKind};
+    /// let fake = FakeHost::new();
+    /// let host = fake.host_handle();
+    /// fake.refuse_next(1, RefusalKind::Full, "the bus is busy");
+    /// let draft = EventDraft::new("billing.invoice_paid", Category::Business);
+    /// let first = host.publish_with(draft.clone()).unwrap_err();
+    /// assert!(first.is_transient());
+    /// host.publish_with(draft)?; // the same event, later: accepted
+    /// assert_eq!((fake.refused().len(), fake.published().len()), (1, 1));
+    /// # Ok::<(), plugbus_plugin_api::PublishError>(())
+    /// ```
+    pub fn refuse_next(&self, count: usize, kind: RefusalKind, reason: &str) {
+        *lock(&self.shared.on_demand) = (count > 0).then(|| OnDemand {
+            refusal: PublishRefusal::new(kind, reason),
+            remaining: Some(count),
+        });
     }
 }
 
@@ -321,6 +590,9 @@ impl LoadedPlugin {
     pub fn handle(&mut self, handler: u32, event: &TestEvent) -> Result<(), PluginError> {
         let plugin = &mut self.plugin;
         let shared = &self.shared;
+        if let Some(category) = Category::from_u8(event.category) {
+            shared.meet(&event.event_type, category);
+        }
         event.with_view(|view| {
             *lock(&shared.handling) = Some(view.id);
             let result = plugin.handle(handler, view).into_result();
