@@ -87,6 +87,8 @@ fn build(what: &Build<'_>) -> Result<(PathBuf, PathBuf, PathBuf)> {
     }
     cmd.args([
         "--message-format=json-render-diagnostics",
+        // `--lib` builds the plugins' libraries, `--bin` the binary (plugbus-cli has no lib).
+        "--lib",
         "--bin",
         "plugbus",
         "-p",
