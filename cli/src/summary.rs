@@ -51,8 +51,8 @@ pub(crate) fn print(o: &Outcome) {
         "delivered",
         "skipped",
         "failed",
-        "timed out",
-        "panicked",
+        "timed out¹",
+        "panicked¹",
         "dead-lettered",
         "p50 µs",
         "p99 µs",
@@ -73,6 +73,9 @@ pub(crate) fn print(o: &Outcome) {
     }
     right(&mut t, 1);
     println!("{t}");
+    println!(
+        "¹ why deliveries failed or were dead-lettered (each delivery is counted once, in one of delivered, skipped, failed, dead-lettered)"
+    );
 
     println!("\nPlugins");
     let mut t = table(&[
@@ -80,9 +83,9 @@ pub(crate) fn print(o: &Outcome) {
         "version",
         "state",
         "runs",
-        "handled",
-        "failed",
-        "panicked",
+        "handled²",
+        "errors²",
+        "panics²",
         "timed out",
         "published",
         "refused",
@@ -105,6 +108,9 @@ pub(crate) fn print(o: &Outcome) {
         ]);
     }
     println!("{t}");
+    println!(
+        "² calls into the plugin that returned Ok, an error (retryable, permanent, invalid event) or panicked; a retried delivery is called again"
+    );
     for p in &o.plugins {
         let c = p.counters;
         if c.refused() + c.publish_pending + c.rejected_by_subscribers > 0 {

@@ -24,6 +24,41 @@ impl EventId {
         id
     }
 
+    /// A fresh v7 id that sorts after `earlier` (ids are monotonic per thread, but an event
+    /// built on one thread in the same millisecond as its cause on another could sort before
+    /// it): the fresh id if it does, else the smallest id above `earlier` in its millisecond.
+    ///
+    /// ```
+    /// use plugbus::EventId;
+    /// let cause = EventId::new();
+    /// assert!(EventId::new_after(cause) > cause);
+    /// ```
+    pub fn new_after(earlier: EventId) -> EventId {
+        let fresh = EventId::new();
+        if fresh > earlier {
+            return fresh;
+        }
+        let bytes = earlier.to_bytes();
+        let mut hi = [0u8; 8];
+        let mut lo = [0u8; 8];
+        hi.copy_from_slice(&bytes[..8]);
+        lo.copy_from_slice(&bytes[8..]);
+        let (hi, lo) = (u64::from_be_bytes(hi), u64::from_be_bytes(lo));
+        const RAND_B: u64 = 0x3fff_ffff_ffff_ffff;
+        let (hi, lo) = if lo & RAND_B < RAND_B {
+            (hi, lo + 1)
+        } else if hi & 0x0fff < 0x0fff {
+            // The 12-bit counter (rand_a) of the same millisecond.
+            (hi + 1, (lo & !RAND_B) | 1)
+        } else {
+            return fresh;
+        };
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&hi.to_be_bytes());
+        out[8..].copy_from_slice(&lo.to_be_bytes());
+        EventId(Uuid::from_bytes(out))
+    }
+
     /// Wraps an existing UUID (of any version: ids from other systems are accepted as they are).
     pub const fn from_uuid(uuid: Uuid) -> EventId {
         EventId(uuid)
@@ -191,6 +226,22 @@ mod tests {
             assert!(next > prev, "{next} <= {prev}");
             prev = next;
         }
+    }
+
+    #[test]
+    fn an_id_after_another_sorts_after_it_and_stays_v7() {
+        // A cause from "the future" (another thread's counter ahead of this one's).
+        let ahead = EventId::new();
+        let mut bytes = ahead.to_bytes();
+        bytes[6] |= 0x0f;
+        bytes[7] = 0xff;
+        let cause = EventId::from_bytes(bytes);
+        let next = EventId::new_after(cause);
+        assert!(next > cause, "{next} <= {cause}");
+        assert_eq!(next.as_uuid().get_version_num(), 7);
+        assert_eq!(next.as_uuid().get_variant(), uuid::Variant::RFC4122);
+        let fresh_cause = EventId::new();
+        assert!(EventId::new_after(fresh_cause) > fresh_cause);
     }
 
     #[test]

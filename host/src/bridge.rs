@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use abi_stable::std_types::{RResult, RSlice, RStr};
 use plugbus::contract::audit::MAX_EVENT_BYTES;
-use plugbus::{Bus, Category, Event, EventType, HandlerError, Origin, Payload};
+use plugbus::{Bus, Category, Event, EventId, EventType, HandlerError, Origin, Payload};
 use plugbus_plugin_api::{
     AbiHost, EventView, KeyValue, OwnedEvent, PluginError, PublishRefusal, RefusalKind,
 };
@@ -140,6 +140,11 @@ pub fn owned_to_event(plugin: &str, owned: &OwnedEvent) -> Result<Event, String>
         .schema_version(owned.schema_version);
     for pair in owned.metadata.iter() {
         builder = builder.metadata(pair.0.as_str(), pair.1.as_str());
+    }
+    // Published while handling an event: its id sorts after its cause's, whichever thread
+    // made either.
+    if let Some(cause) = plugbus::context::current() {
+        builder = builder.id(EventId::new_after(cause.event_id));
     }
     #[cfg(feature = "otel")]
     if let Some(span) = crate::otel::current_trace() {
@@ -325,6 +330,25 @@ mod tests {
             payload_json: payload.into(),
             metadata: RVec::from(vec![Tuple2(RString::from("k"), RString::from("v"))]),
         }
+    }
+
+    #[test]
+    fn an_event_published_while_handling_sorts_after_its_cause() {
+        // A cause made on another thread whose counter ran ahead within the millisecond.
+        let mut bytes = plugbus::EventId::new().to_bytes();
+        bytes[6] |= 0x0f;
+        bytes[7] = 0xff;
+        let cause = plugbus::EventId::from_bytes(bytes);
+        let event = context::enter(Some(context::Causation::new(cause)), || {
+            owned_to_event("p", &owned("fixture.thing", 3, "{}")).unwrap()
+        });
+        assert!(event.id() > cause, "{} <= {cause}", event.id());
+        let event = event.with_current_cause();
+        assert_eq!(
+            event.causation_id(),
+            None,
+            "outside the handler no cause is taken"
+        );
     }
 
     #[test]

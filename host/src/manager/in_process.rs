@@ -31,11 +31,18 @@ pub(super) struct WorkerEnv {
 
 impl WorkerEnv {
     /// The first panic of an instance is published as `plugin.error` (stage `handle`).
+    ///
+    /// Every panic is logged at WARN, up to [`LOGGED_PANICS`] per instance and then every
+    /// thousandth (with the count), so a plugin that panics on each event cannot flood the
+    /// log, and an author still sees more than the first.
     pub(super) fn first_panic(&self, error: &PluginError) {
+        let n = self.shared.counters.panicked.load(Ordering::Relaxed);
+        if n <= LOGGED_PANICS || n % 1000 == 0 {
+            tracing::warn!(plugin = %self.shared.plugin_ref.name, error = %error, panics = n, "plugin panicked in handle");
+        }
         if self.shared.reported_panic.swap(true, Ordering::AcqRel) {
             return;
         }
-        tracing::warn!(plugin = %self.shared.plugin_ref.name, error = %error, "plugin panicked in handle");
         let payload = PluginErrorPayload {
             plugin: self.shared.plugin_ref.clone(),
             stage: "handle".to_owned(),
@@ -54,6 +61,9 @@ impl WorkerEnv {
         }
     }
 }
+
+/// Panics of one instance logged one by one before only every thousandth is.
+pub(super) const LOGGED_PANICS: u64 = 10;
 
 pub(super) type Ready = oneshot::Receiver<Result<Vec<AbiSubscription>, LoadError>>;
 
