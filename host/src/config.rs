@@ -75,6 +75,22 @@ pub struct Config {
     pub bridge: BridgeConfig,
     /// OpenTelemetry export (`[otel]`). Default: none, nothing is exported.
     pub otel: Option<OtelConfig>,
+    /// Prometheus metrics (`[metrics]`). Default: none, nothing is served.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The `[metrics]` table: where `plugbus run` and `demo` serve Prometheus text exposition at
+/// `/metrics` (the figures of `plugbus_host::metrics`). `--metrics ADDR` overrides it.
+///
+/// ```toml
+/// [metrics]
+/// listen = "127.0.0.1:9464"   # an IP address and port; port 0 picks a free one
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// The address to listen on, `IP:PORT`. Required.
+    pub listen: std::net::SocketAddr,
 }
 
 /// The `[otel]` table: where the host sends its delivery spans over OTLP/HTTP (protobuf).
@@ -1190,6 +1206,28 @@ config = { path = "audit.jsonl", fsync = "never", rotate = { max_bytes = 1048576
                 .starts_with("plugbus.toml: invalid value for 'plugins.queue_capacity'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_table_takes_an_address_and_rejects_unknown_keys() {
+        let c = Config::from_toml_str("[metrics]\nlisten = \"127.0.0.1:9464\"\n", "plugbus.toml")
+            .unwrap();
+        assert_eq!(
+            c.metrics.unwrap().listen,
+            "127.0.0.1:9464".parse::<std::net::SocketAddr>().unwrap()
+        );
+        assert_eq!(Config::default().metrics, None);
+        for (text, needle) in [
+            (
+                "[metrics]\nlisten = \"127.0.0.1:9464\"\npath = \"/m\"\n",
+                "unknown key 'metrics.path'",
+            ),
+            ("[metrics]\n", "listen"),
+            ("[metrics]\nlisten = \"localhost\"\n", "'metrics.listen'"),
+        ] {
+            let err = parse_err(text).to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
     }
 
     #[test]

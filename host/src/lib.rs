@@ -23,6 +23,9 @@
 //!   symlinks, SHA-256 pins; checked before a library is opened.
 //! - [`audit`]: verifies the hash chain and seals of the audit-logger plugin's JSON Lines log.
 //! - [`trace`]: causation trees and correlations read from that log (`plugbus trace`).
+//! - [`flows`]: the map of who publishes and who receives what (`plugbus flows`).
+//! - [`metrics`]: the bus's and the plugins' figures through the `metrics` facade, set from
+//!   live snapshots when asked (nothing on the publish path).
 //! - [`error`]: the typed errors of the modules above.
 //!
 //! None of these load a library or start a bus, so they are usable on their own (the CLI's
@@ -35,11 +38,13 @@ mod bus_setup;
 pub mod config;
 pub mod elf;
 pub mod error;
+pub mod flows;
 pub mod isolation;
 mod layout;
 pub mod loader;
 pub mod log_forward;
 pub mod manager;
+pub mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
 mod outbound;
@@ -53,8 +58,8 @@ pub mod watch;
 pub use audit::{verify_file, verify_files, verify_reader, VerifyReport};
 pub use bus_setup::bus_builder;
 pub use config::{
-    BusConfig, CircuitBreakerConfig, Config, Isolation, Overflow, PluginSettings, PluginsConfig,
-    ProcessLimits, RetryConfig,
+    BusConfig, CircuitBreakerConfig, Config, Isolation, MetricsConfig, Overflow, PluginSettings,
+    PluginsConfig, ProcessLimits, RetryConfig,
 };
 pub use error::{
     ConfigError, ConfigErrorKind, LoadError, LoadErrorKind, Location, ManagerError, TrustError,
@@ -62,7 +67,8 @@ pub use error::{
 };
 pub use loader::{inspect, inspect_with_policy, Inspection, PluginMeta};
 pub use manager::{
-    LoadReport, ManagerOptions, PluginCounters, PluginManager, PluginState, PluginStatus,
+    DeclaredSubscription, LoadReport, ManagerOptions, PluginCounters, PluginManager, PluginState,
+    PluginStatus,
 };
 pub use trust::{TrustPolicy, TrustedFile};
 pub use watch::Watcher;

@@ -227,6 +227,11 @@ impl TraceLog {
         self.nodes.is_empty()
     }
 
+    /// Every event record read, in log order.
+    pub fn events(&self) -> &[Node] {
+        &self.nodes
+    }
+
     fn find(&self, id: &str) -> Result<usize, TraceError> {
         let parsed: EventId = id
             .trim()
