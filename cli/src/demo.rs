@@ -28,6 +28,11 @@ pub(crate) struct DemoArgs {
     /// Users per round.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     users: u32,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` while running (e.g.
+    /// `127.0.0.1:9464`; port 0 picks a free one, printed on stderr). Overrides the config's
+    /// `[metrics] listen`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// The scenario's events, in order, with event-time timestamps one second apart.
@@ -139,7 +144,15 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
         );
 
     let events = scenario(args.rounds, args.users)?;
+    // Bound before the plugins start: a taken port fails the run with nothing to undo.
+    let metrics = match crate::metrics::address(args.metrics, &config) {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
     let session = Session::start(config, config_path).await?;
+    let _metrics = metrics
+        .map(|l| l.serve(session.bus.clone(), session.manager.clone()))
+        .transpose()?;
     if session.manager.plugins().is_empty() {
         anyhow::bail!(
             "no plugins loaded from {:?}: build them first (the README's first command does)",

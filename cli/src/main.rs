@@ -7,7 +7,9 @@
 mod audit;
 mod bridge;
 mod demo;
+mod flows;
 mod lines;
+mod metrics;
 mod otel;
 mod plugins;
 mod run;
@@ -54,7 +56,8 @@ pub(crate) struct Cli {
     /// Log filter, in `RUST_LOG` syntax. Plugin logs have the target
     /// `plugbus::plugin::<name>` (e.g. `info`, `warn,plugbus::plugin=trace`,
     /// `warn,plugbus::plugin::auth-enhancer=debug`). For `trace`, `--log FILE` names the
-    /// audit log to read instead (repeatable, a rotated set oldest first).
+    /// audit log to read instead (repeatable, a rotated set oldest first); for `flows`, every
+    /// `--log` names an audit log.
     #[arg(long, global = true, value_name = "FILTER|FILE", action = clap::ArgAction::Append)]
     log: Vec<String>,
 
@@ -79,6 +82,9 @@ enum Command {
     /// An event's causation tree (its ancestors and everything it caused), or a whole
     /// correlation, from an audit log.
     Trace(trace::TraceArgs),
+    /// Who publishes and who receives what: the plugins' declared subscriptions and the
+    /// binary's own, and with `--log FILE` the observed flows of an audit log, with counts.
+    Flows(flows::FlowsArgs),
 }
 
 /// The log filter without `--log`: warnings, and what plugins log at info.
@@ -102,6 +108,11 @@ fn run_cli() -> ExitCode {
             .partition(|v| std::path::Path::new(v).is_file());
         args.logs.extend(files.into_iter().map(PathBuf::from));
         cli.log = filters;
+    }
+    // `flows --log FILE`: every value names an audit log (a missing one is an error).
+    if let Command::Flows(args) = &mut cli.command {
+        args.logs
+            .extend(std::mem::take(&mut cli.log).into_iter().map(PathBuf::from));
     }
     let filter = if cli.log.is_empty() {
         DEFAULT_LOG.to_owned()
@@ -141,6 +152,7 @@ fn run_cli() -> ExitCode {
             Command::Audit(cmd) => audit::audit(cmd),
             Command::Bench(args) => plugbus_bench::bench(args).await.map(|()| Finish::Clean),
             Command::Trace(args) => trace::trace(args),
+            Command::Flows(args) => flows::flows(cli.config.as_deref(), args).await,
         }
     });
     export.finish();

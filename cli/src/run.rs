@@ -43,6 +43,11 @@ pub(crate) struct RunArgs {
     /// events coming back through `[bridge.nats]` are still taken (Ctrl-C ends it early).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     linger: Option<std::time::Duration>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` while running (e.g.
+    /// `127.0.0.1:9464`; port 0 picks a free one, printed on stderr). Overrides the config's
+    /// `[metrics] listen`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// The largest event the host admits ([`MAX_EVENT_BYTES`](plugbus::contract::audit::MAX_EVENT_BYTES),
@@ -84,7 +89,15 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     let mut config = session::load_config(config_path)?;
     session::override_dirs(&mut config, &args.plugin_dirs)?;
     let input = open_input(&args.events).await?;
+    // Bound before the plugins start: a taken port fails the run with nothing to undo.
+    let metrics = match crate::metrics::address(args.metrics, &config) {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
     let session = Session::start(config, config_path).await?;
+    let _metrics = metrics
+        .map(|l| l.serve(session.bus.clone(), session.manager.clone()))
+        .transpose()?;
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} events published ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),

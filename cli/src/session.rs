@@ -91,6 +91,18 @@ pub(crate) fn override_dirs(config: &mut Config, dirs: &[PathBuf]) -> anyhow::Re
     Ok(())
 }
 
+/// The session's own subscriptions (name, what it selects), for `plugbus flows`.
+const EVENT_COUNTER: (&str, &str) = ("plugbus-cli/event-counter", "*");
+const ALERTS: (&str, &str) = ("plugbus-cli/alerts", plugbus::types::SECURITY_ALERT);
+
+/// The in-process subscriptions a session makes, as `plugbus flows` draws them.
+pub(crate) fn in_process_receivers() -> Vec<plugbus_host::flows::Receiver> {
+    [EVENT_COUNTER, ALERTS]
+        .into_iter()
+        .map(|(name, selects)| plugbus_host::flows::Receiver::in_process(name, [selects]))
+        .collect()
+}
+
 impl Session {
     pub(crate) async fn start(
         config: Config,
@@ -101,8 +113,8 @@ impl Session {
             .context("building the bus")?;
         let seen: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
         let s = seen.clone();
-        bus.subscribe_pattern("*")
-            .name("plugbus-cli/event-counter")
+        bus.subscribe_pattern(EVENT_COUNTER.1)
+            .name(EVENT_COUNTER.0)
             .handle(move |e: &Event| {
                 *s.lock()
                     .entry(e.event_type().name().to_owned())
@@ -112,7 +124,7 @@ impl Session {
         let alerts: Arc<Mutex<Vec<SecurityAlert>>> = Arc::default();
         let a = alerts.clone();
         bus.subscribe(EventType::SECURITY_ALERT)
-            .name("plugbus-cli/alerts")
+            .name(ALERTS.0)
             .handle(move |e: &Event| match e.data::<SecurityAlert>() {
                 Ok(alert) => a.lock().push(alert.into_owned()),
                 Err(err) => tracing::warn!(error = %err, "malformed security.alert"),
