@@ -55,14 +55,29 @@
 //! ```
 //!
 //! Its `Cargo.toml` says `crate-type = ["cdylib", "rlib"]` (the `rlib` lets unit tests use it
-//! with the fake host of the `testing` module) and depends on this crate, `serde_json` and
-//! `tracing`. `tracing` events inside the plugin reach the host's log (see [`log_bridge`]).
+//! with the fake host of the [`testing`] module) and depends on this crate and `tracing`
+//! (`serde_json` is re-exported here; `serde` with `derive` is needed for a typed
+//! configuration). `tracing` events inside the plugin reach the host's log (see
+//! [`log_bridge`]). `plugbus plugins new NAME` writes such a crate, ready to build.
+//!
+//! # The guide
+//!
+//! What the host does with a plugin, beyond these types, is in [`guide`]:
+//! [threads](guide::threads) (one per instance; threads of the plugin's own, and stopping
+//! them), [reloads](guide::reloads) (state lost, `stop` before the new `new`, old code kept
+//! mapped), [configuration](guide::configuration) (the `config` table with serde),
+//! [testing](guide::testing), [isolation](guide::isolation) (in process or in a child process
+//! of its own), [errors and exit status](guide::errors), and a
+//! [checklist](guide::checklist) before publishing a plugin.
 //!
 //! # Testing a plugin
 //!
-//! The `testing` module (feature `testing`) has `FakeHost`: it loads your plugin as a host
-//! would, records what it publishes and logs, and refuses what the real host refuses. Turn the
-//! feature on for tests only:
+//! The [`testing`] module has [`FakeHost`](testing::FakeHost): it loads a plugin as a host
+//! would, records what it publishes and logs, and refuses what the real host refuses, with
+//! the same [`RefusalKind`]; [`TestEvent`](testing::TestEvent) is an event to deliver and
+//! [`LoadedPlugin`](testing::LoadedPlugin) the loaded instance. It needs the feature
+//! `testing`, which a plugin turns on for its tests only, with a second entry under
+//! `[dev-dependencies]`:
 //!
 //! ```toml
 //! [dependencies]
@@ -70,7 +85,13 @@
 //!
 //! [dev-dependencies]
 //! plugbus-plugin-api = { version = "0.1", features = ["testing"] }
+//! # or, against a checkout: { path = "../plugbus/plugin-api", features = ["testing"] }
 //! ```
+//!
+//! The feature adds no dependency and stays out of the plugin's `cdylib`. `cargo doc`
+//! documents the module whatever the features (here and on docs.rs, marked with the feature
+//! it needs); its examples run as doctests with
+//! `cargo test -p plugbus-plugin-api --features testing --doc`.
 //!
 //! # Types
 //!
@@ -88,9 +109,12 @@
 //! # Threading
 //!
 //! The host calls one plugin instance from one thread at a time (hence `&mut self`), so a
-//! plugin needs no locking of its own state. Plugins must not rely on tokio: each library has
-//! its own copy of tokio's globals and finds no runtime. Handlers are synchronous.
+//! plugin needs no locking of its own state; it may publish from threads of its own, and
+//! must stop them in [`Plugin::stop`] (see [`guide::threads`]). Plugins must
+//! not rely on tokio: each library has its own copy of tokio's globals and finds no runtime.
+//! Handlers are synchronous.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod abi;
 mod config;
@@ -98,13 +122,15 @@ mod error;
 mod export;
 pub mod facade;
 mod filter;
+pub mod guide;
 pub mod log_bridge;
 mod plugin;
 mod refusal;
 mod subscription;
-// Documented whatever the features, so `cargo doc` shows it; compiled for use only with the
-// feature.
+// Documented whatever the features, so a plain `cargo doc` shows it (it depends on nothing and
+// compiles as is); compiled for use only with the feature, so a plugin's cdylib never carries it.
 #[cfg(any(feature = "testing", doc))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod view;
 
