@@ -398,10 +398,10 @@ impl AbiHost for HostImpl {
 /// | the event | refusal |
 /// |---|---|
 /// | a type of the host's own, `plugin.*`, `system.*`, `config.*`, or a source of the host's own, `plugbus`, `plugbus-host` (see [`contract::reserved`](plugbus_contract::reserved)), whatever else is wrong with it | [`Forbidden`](RefusalKind::Forbidden) |
-/// | larger than [`MAX_EVENT_BYTES`](plugbus_contract::audit::MAX_EVENT_BYTES) ([`OwnedEvent::size_bytes`]: payload, source, type and metadata) | [`Invalid`](RefusalKind::Invalid) |
+/// | larger than [`MAX_EVENT_BYTES`] ([`OwnedEvent::size_bytes`]: payload, source, type and metadata) | [`Invalid`](RefusalKind::Invalid) |
 /// | a category byte that is no [`Category`] | [`Invalid`](RefusalKind::Invalid) |
 /// | a type that has another category: a built-in one (`user.login` is business), or one this fake host has met (published or delivered) with another | [`Invalid`](RefusalKind::Invalid) |
-/// | a type name outside the grammar of [`validate_type_name`](plugbus_contract::validate_type_name) (`Account Locked`, `user..login`, empty, over 128 bytes) | [`Invalid`](RefusalKind::Invalid) |
+/// | a type name outside the grammar of [`validate_type_name`] (`Account Locked`, `user..login`, empty, over 128 bytes) | [`Invalid`](RefusalKind::Invalid) |
 /// | a payload that is not exactly one JSON value (empty, `{}{}`, text) | [`Invalid`](RefusalKind::Invalid) |
 /// | a `correlation_id` or `causation_id` metadata entry that is not a UUID | [`Invalid`](RefusalKind::Invalid) |
 ///
