@@ -241,9 +241,11 @@ impl HostHandle {
 
     /// Publishes a typed event.
     ///
-    /// Allowed from any thread, the plugin's own threads included. When the bus is busy the
-    /// call may wait, at most the plugin's handler timeout, for room in the host's queue for
-    /// this plugin's events.
+    /// Allowed from any thread, the plugin's own threads included (see
+    /// [`guide::threads`](crate::guide::threads)). When the bus is busy the call may wait, at
+    /// most the plugin's handler timeout, for room in the host's queue for this plugin's
+    /// events. In a child process of its own it is a round trip to the host
+    /// ([`guide::isolation`](crate::guide::isolation)).
     ///
     /// # Errors
     /// A [`PublishError`] saying why the host refused the event: [`RefusalKind::Full`] is

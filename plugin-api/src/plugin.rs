@@ -70,7 +70,8 @@ pub trait Plugin: Sized + Send + 'static {
     const DESCRIPTION: &'static str = "";
 
     /// Builds the plugin from its host handle and configuration (the plugin's table from the
-    /// host config, `{}` if there is none).
+    /// host config, `{}` if there is none; read it with [`parse_config`](crate::parse_config),
+    /// see [`guide::configuration`](crate::guide::configuration)).
     ///
     /// # Errors
     /// [`PluginError::Config`] naming the offending key when the configuration is invalid.
@@ -93,7 +94,13 @@ pub trait Plugin: Sized + Send + 'static {
     /// [`PluginError::Retryable`] to ask for a retry, any other variant to fail the delivery.
     fn handle(&mut self, handler: u32, event: &Event<'_>) -> Result<(), PluginError>;
 
-    /// Called once when the plugin is unloaded or the host shuts down.
+    /// Called once when the plugin is unloaded, reloaded or the host shuts down, before the
+    /// instance is dropped (on a reload, before the new instance's [`new`](Plugin::new)).
+    ///
+    /// Stop here every thread the plugin spawned: the host does not join them (see
+    /// [`guide::threads`](crate::guide::threads)). Write here what must outlive the instance:
+    /// the next one starts with nothing of its memory
+    /// ([`guide::reloads`](crate::guide::reloads)).
     ///
     /// # Errors
     /// Any [`PluginError`]; the host reports it and drops the instance anyway.

@@ -21,7 +21,7 @@
 //!   joined there; the host joins none ([`threads`](super::threads)).
 //! - [ ] **Subscriptions as narrow as they can be**: exact types rather than `*`, and a
 //!   [`Filter`](crate::Filter) the host evaluates before it hands the plugin anything; every
-//!   event delivered costs the plugin a call and the host a serialization.
+//!   event delivered costs a trip through the plugin's queue and a call into it.
 //! - [ ] **The right error kinds** ([`errors`](super::errors)): `Retryable` only for what may
 //!   succeed later, `InvalidEvent` for bad input, and refusals of transient publishes
 //!   ([`PublishError::is_transient`](crate::PublishError::is_transient)) handled.

@@ -81,5 +81,5 @@
 //! does not load, the host publishes `plugin.error` with the message, and `plugbus run`
 //! exits 1 (see [`errors`](super::errors)). `plugbus plugins check` constructs, starts and
 //! stops every configured plugin without reading events, so a bad table shows before a run.
-//! The configuration is read once, in `new`; a changed table takes effect when the plugin is
-//! [reloaded](super::reloads).
+//! The configuration is handed over once, to `new`: keep what the plugin needs of it in its
+//! own struct.

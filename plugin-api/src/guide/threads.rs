@@ -15,7 +15,8 @@
 //! deliveries (the next ones wait in its bounded queue and the bus mailboxes, under their
 //! overflow policies). One that runs past its timeout is given up on (`TimedOut`; see
 //! [`errors`](super::errors)) but cannot be interrupted: the thread stays busy until `handle`
-//! returns, and the breaker stops feeding it meanwhile.
+//! returns, and after a few timeouts in a row the subscription's circuit breaker stops
+//! feeding it for a while.
 //!
 //! Handlers are synchronous, and **no tokio runtime is there to find**: each library has its
 //! own copy of tokio's globals, so `tokio::spawn` or `Handle::current()` inside a plugin
