@@ -45,8 +45,10 @@
 //! The test of a plugin that publishes under a name the host refuses, caught before the
 //! plugin ever meets a host:
 //!
-#![cfg_attr(feature = "testing", doc = "```rust")]
-#![cfg_attr(not(feature = "testing"), doc = "```rust,ignore")]
+// Shown as plain Rust in every build of the docs; run as a doctest with the feature, and
+// marked `ignore` only when doctests are collected without it (the example needs FakeHost).
+#![cfg_attr(any(feature = "testing", not(doctest)), doc = "```rust")]
+#![cfg_attr(all(not(feature = "testing"), doctest), doc = "```rust,ignore")]
 //! use plugbus_plugin_api::contract::{payload::UserLoginFailed, Category};
 //! use plugbus_plugin_api::testing::{FakeHost, TestEvent};
 //! use plugbus_plugin_api::{
