@@ -26,7 +26,7 @@ impl EventId {
 
     /// A fresh v7 id that sorts after `earlier` (ids are monotonic per thread, but an event
     /// built on one thread in the same millisecond as its cause on another could sort before
-    /// it): the fresh id if it does, else the smallest id above `earlier` in its millisecond.
+    /// it). An `earlier` that is not a v7 id (an id from another system) orders nothing.
     ///
     /// ```
     /// use plugbus::EventId;
@@ -34,29 +34,22 @@ impl EventId {
     /// assert!(EventId::new_after(cause) > cause);
     /// ```
     pub fn new_after(earlier: EventId) -> EventId {
-        let fresh = EventId::new();
-        if fresh > earlier {
-            return fresh;
-        }
         let bytes = earlier.to_bytes();
         let mut hi = [0u8; 8];
-        let mut lo = [0u8; 8];
         hi.copy_from_slice(&bytes[..8]);
-        lo.copy_from_slice(&bytes[8..]);
-        let (hi, lo) = (u64::from_be_bytes(hi), u64::from_be_bytes(lo));
-        const RAND_B: u64 = 0x3fff_ffff_ffff_ffff;
-        let (hi, lo) = if lo & RAND_B < RAND_B {
-            (hi, lo + 1)
-        } else if hi & 0x0fff < 0x0fff {
-            // The 12-bit counter (rand_a) of the same millisecond.
-            (hi + 1, (lo & !RAND_B) | 1)
-        } else {
-            return fresh;
-        };
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&hi.to_be_bytes());
-        out[8..].copy_from_slice(&lo.to_be_bytes());
-        EventId(Uuid::from_bytes(out))
+        let hi = u64::from_be_bytes(hi);
+        if earlier.as_uuid().get_version_num() == 7 {
+            // Move this thread's generator up to `earlier`: the next id is then in a later
+            // millisecond or has a larger counter, so it sorts after `earlier` and after every
+            // id this thread made before (ids stay unique and monotonic per thread).
+            let theirs = (hi >> 16, (hi & 0x0fff) as u16);
+            V7_STATE.with(|state| {
+                if theirs > state.get() {
+                    state.set(theirs);
+                }
+            });
+        }
+        EventId::new()
     }
 
     /// Wraps an existing UUID (of any version: ids from other systems are accepted as they are).
@@ -242,6 +235,13 @@ mod tests {
         assert_eq!(next.as_uuid().get_variant(), uuid::Variant::RFC4122);
         let fresh_cause = EventId::new();
         assert!(EventId::new_after(fresh_cause) > fresh_cause);
+        // Many after the same cause: each after it, all distinct and increasing.
+        let mut prev = cause;
+        for _ in 0..10_000 {
+            let next = EventId::new_after(cause);
+            assert!(next > prev, "{next} <= {prev}");
+            prev = next;
+        }
     }
 
     #[test]

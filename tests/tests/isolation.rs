@@ -66,12 +66,16 @@ async fn setup(extra: &str) -> Setup {
     dir.add(crates::CRASHER);
     let markers = dir.scratch().join("markers");
     std::fs::create_dir(&markers).unwrap();
+    let heartbeat = if extra.contains("heartbeat_timeout") {
+        ""
+    } else {
+        "heartbeat_timeout = \"1s\"\n"
+    };
     let config = format!(
         r#"
 [plugins]
 isolation = "process"
-heartbeat_timeout = "1s"
-{extra}
+{heartbeat}{extra}
 
 [plugin.{NAME}.config]
 marker_dir = "{}"
@@ -259,6 +263,28 @@ async fn a_memory_limit_contains_an_unbounded_allocation() {
     let errors = process_errors(&s.recorder);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("killed by SIG"), "{errors:?}");
+    finish(&s).await;
+}
+
+/// `cpu_seconds`: a plugin that burns CPU is killed by the kernel (SIGXCPU) and restarted,
+/// before its heartbeat would have been missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_limit_ends_a_spinning_plugin() {
+    let s = setup(&format!(
+        "heartbeat_timeout = \"30s\"\n[plugin.{NAME}]\nmax_restarts = 3\n[plugin.{NAME}.limits]\ncpu_seconds = 1\n"
+    ))
+    .await;
+    s.bus.emit(crash(0, "spin", "spin")).await.unwrap();
+    assert!(
+        s.recorder
+            .wait_until(WAIT, |events| handled(events).0 == [0])
+            .await,
+        "{:?}",
+        process_errors(&s.recorder)
+    );
+    let errors = process_errors(&s.recorder);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("killed by SIGXCPU"), "{errors:?}");
     finish(&s).await;
 }
 

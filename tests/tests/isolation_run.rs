@@ -84,6 +84,11 @@ fn bundled_plugins_in_their_own_processes_balance_and_audit_the_alert() {
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("-> balanced"), "{all}");
     assert!(all.contains("process, 0 restarts"), "{all}");
+    // The plugins' logs reach the host's tracing, under their targets, as in process.
+    assert!(
+        all.contains("plugbus::plugin::audit-logger") && all.contains("audit log open"),
+        "{all}"
+    );
     let audit = std::fs::read_to_string(dir.scratch().join("audit.jsonl")).unwrap();
     assert!(audit.contains("security.alert"), "{audit}");
     assert_eq!(audit.matches("\"user.login_failed\"").count(), 12);

@@ -416,7 +416,19 @@ fn apply_limits(hello: &Hello) -> Result<(), String> {
         "address space",
     )?;
     limit(Resource::Nofile, hello.limits.open_files, "open files")?;
-    limit(Resource::Cpu, hello.limits.cpu_seconds, "CPU time")
+    // The soft limit sends SIGXCPU (which ends the process: nothing handles it); a hard limit
+    // a second later is the kernel's SIGKILL should anything catch that.
+    match hello.limits.cpu_seconds {
+        None => Ok(()),
+        Some(seconds) => setrlimit(
+            Resource::Cpu,
+            Rlimit {
+                current: Some(seconds),
+                maximum: Some(seconds.saturating_add(1)),
+            },
+        )
+        .map_err(|e| format!("cannot limit the child's CPU time to {seconds} s: {e}")),
+    }
 }
 
 /// The address space this process has mapped, from `/proc/self/status`.
