@@ -35,6 +35,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Backoff for setting up the stream and consumer while the broker is away: up to this.
 const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// Reads a bridge's counters; cheap to clone, outlives the bridge (then it reads its last
+/// figures).
+#[derive(Debug, Clone)]
+pub struct StatsHandle(Arc<Counters>);
+
+impl StatsHandle {
+    /// The counters now (no consumer lag: that needs a request to the server).
+    pub fn stats(&self) -> BridgeStats {
+        self.0.snapshot()
+    }
+}
+
 /// A running bridge between a local [`Bus`] and NATS JetStream.
 ///
 /// ```no_run
@@ -245,6 +257,11 @@ impl NatsBridge {
     /// The counters now.
     pub fn stats(&self) -> BridgeStats {
         self.counters.snapshot()
+    }
+
+    /// A handle that reads the counters later (a metrics exporter's), without the bridge.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.counters))
     }
 
     /// The counters, with the consumer's lag asked of the server (`None` when there is no

@@ -44,7 +44,7 @@ mod staged;
 pub mod subject;
 mod writer;
 
-pub use bridge::{BridgeBuilder, NatsBridge, FORWARD_SUBSCRIPTION};
+pub use bridge::{BridgeBuilder, NatsBridge, StatsHandle, FORWARD_SUBSCRIPTION};
 pub use config::{NatsConfig, Storage, TlsConfig};
 pub use counters::BridgeStats;
 pub use error::{BridgeError, ConfigError, OutboxError};

@@ -84,11 +84,54 @@ impl Bridge {
         self.inner.stop_receiving().await;
     }
 
+    /// A handle on the bridge's live counters, for the metrics endpoint.
+    pub(crate) fn live(&self) -> Live {
+        Live {
+            #[cfg(feature = "nats")]
+            inner: self.inner.stats_handle(),
+        }
+    }
+
     /// Drains the outbox to the broker for at most `timeout` and stops.
     pub(crate) async fn shutdown(self, timeout: Duration) -> Figures {
         #[cfg(feature = "nats")]
         {
-            let s = self.inner.shutdown(timeout).await;
+            figures(self.inner.shutdown(timeout).await)
+        }
+        #[cfg(not(feature = "nats"))]
+        {
+            let _ = timeout;
+            Figures::default()
+        }
+    }
+}
+
+/// Reads a running bridge's counters (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct Live {
+    #[cfg(feature = "nats")]
+    inner: plugbus_bridge_nats::StatsHandle,
+}
+
+impl Live {
+    /// The counters now (the consumer lag is only in the final summary: it is a request to
+    /// the server).
+    pub(crate) fn figures(&self) -> Figures {
+        #[cfg(feature = "nats")]
+        {
+            figures(self.inner.stats())
+        }
+        #[cfg(not(feature = "nats"))]
+        {
+            Figures::default()
+        }
+    }
+}
+
+#[cfg(feature = "nats")]
+fn figures(s: plugbus_bridge_nats::BridgeStats) -> Figures {
+    {
+        {
             Figures {
                 forwarded: s.forwarded,
                 queued: s.queued,
@@ -106,11 +149,6 @@ impl Bridge {
                 refused: s.refused,
                 consumer_lag: s.consumer_lag,
             }
-        }
-        #[cfg(not(feature = "nats"))]
-        {
-            let _ = timeout;
-            Figures::default()
         }
     }
 }

@@ -151,7 +151,13 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
     };
     let session = Session::start(config, config_path).await?;
     let _metrics = metrics
-        .map(|l| l.serve(session.bus.clone(), session.manager.clone()))
+        .map(|l| {
+            l.serve(
+                session.bus.clone(),
+                session.manager.clone(),
+                session.bridge_live(),
+            )
+        })
         .transpose()?;
     if session.manager.plugins().is_empty() {
         anyhow::bail!(

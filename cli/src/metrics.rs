@@ -73,7 +73,12 @@ impl Drop for Server {
 
 impl Listener {
     /// Serves the figures of `bus` and `manager` until the returned [`Server`] is dropped.
-    pub(crate) fn serve(self, bus: Bus, manager: PluginManager) -> anyhow::Result<Server> {
+    pub(crate) fn serve(
+        self,
+        bus: Bus,
+        manager: PluginManager,
+        bridge: Option<crate::bridge::Live>,
+    ) -> anyhow::Result<Server> {
         let handle = handle()?;
         let Listener { listener, addr } = self;
         eprintln!("plugbus: serving metrics at http://{addr}/metrics");
@@ -90,9 +95,10 @@ impl Listener {
                     }
                 };
                 let (bus, manager, handle) = (bus.clone(), manager.clone(), handle.clone());
+                let bridge = bridge.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let reply = respond(&req, &bus, &manager, &handle);
+                        let reply = respond(&req, &bus, &manager, bridge.as_ref(), &handle);
                         async move { Ok::<_, std::convert::Infallible>(reply) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
@@ -111,6 +117,7 @@ fn respond<B>(
     req: &Request<B>,
     bus: &Bus,
     manager: &PluginManager,
+    bridge: Option<&crate::bridge::Live>,
     handle: &PrometheusHandle,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: String| {
@@ -128,10 +135,94 @@ fn respond<B>(
         return reply(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n".into());
     }
     plugbus_host::metrics::record(bus, manager);
+    if let Some(bridge) = bridge {
+        record_bridge(&bridge.figures());
+    }
     let mut r = reply(StatusCode::OK, handle.render());
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// The NATS bridge's counters, as `plugbus_bridge_*` (counters `_total`, the outbox depth a
+/// gauge), set from its live figures at each scrape.
+fn record_bridge(f: &crate::bridge::Figures) {
+    for (name, help, value) in [
+        (
+            "plugbus_bridge_forwarded_total",
+            "events forwarded to JetStream and acked",
+            f.forwarded,
+        ),
+        (
+            "plugbus_bridge_queued_total",
+            "events written to the outbox",
+            f.queued,
+        ),
+        (
+            "plugbus_bridge_staged_total",
+            "events staged in applications' transactions",
+            f.staged,
+        ),
+        (
+            "plugbus_bridge_publish_errors_total",
+            "failed publishes to JetStream (retried)",
+            f.publish_errors,
+        ),
+        (
+            "plugbus_bridge_broker_duplicates_total",
+            "forwards the stream's duplicate window dropped",
+            f.broker_duplicates,
+        ),
+        (
+            "plugbus_bridge_received_total",
+            "messages received from JetStream",
+            f.received,
+        ),
+        (
+            "plugbus_bridge_acked_total",
+            "received messages acked",
+            f.acked,
+        ),
+        (
+            "plugbus_bridge_nacked_total",
+            "received messages nacked for redelivery",
+            f.nacked,
+        ),
+        (
+            "plugbus_bridge_redelivered_total",
+            "received messages that were redeliveries",
+            f.redelivered,
+        ),
+        (
+            "plugbus_bridge_duplicates_total",
+            "redelivered events dropped by id",
+            f.duplicates,
+        ),
+        (
+            "plugbus_bridge_own_total",
+            "this host's own events not delivered back",
+            f.own,
+        ),
+        (
+            "plugbus_bridge_malformed_total",
+            "received messages that were not events",
+            f.malformed,
+        ),
+        (
+            "plugbus_bridge_refused_total",
+            "received events the local bus refused",
+            f.refused,
+        ),
+    ] {
+        metrics::describe_counter!(name, help);
+        metrics::counter!(name).absolute(value);
+    }
+    metrics::describe_gauge!(
+        "plugbus_bridge_outbox_depth",
+        "events in the outbox not yet acked by JetStream"
+    );
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("plugbus_bridge_outbox_depth").set(f.outbox_depth as f64);
 }

@@ -96,7 +96,13 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     };
     let session = Session::start(config, config_path).await?;
     let _metrics = metrics
-        .map(|l| l.serve(session.bus.clone(), session.manager.clone()))
+        .map(|l| {
+            l.serve(
+                session.bus.clone(),
+                session.manager.clone(),
+                session.bridge_live(),
+            )
+        })
         .transpose()?;
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} events published ({per_sec}) {msg}")

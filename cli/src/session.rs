@@ -104,6 +104,11 @@ pub(crate) fn in_process_receivers() -> Vec<plugbus_host::flows::Receiver> {
 }
 
 impl Session {
+    /// The NATS bridge's live counters, when a bridge runs (for `/metrics`).
+    pub(crate) fn bridge_live(&self) -> Option<crate::bridge::Live> {
+        self.bridge.as_ref().map(crate::bridge::Bridge::live)
+    }
+
     pub(crate) async fn start(
         config: Config,
         config_path: Option<&Path>,

@@ -347,3 +347,77 @@ fn the_metrics_table_is_read_and_checked() {
         "{text}"
     );
 }
+
+/// With `[bridge.nats]`, the bridge's counters are in the scrape (against a real
+/// `nats-server`; skipped, saying so, when none is installed: `.ci/run` installs it).
+#[test]
+fn the_bridge_counters_are_scraped_while_it_forwards() {
+    let Some(server) = plugbus_bridge_nats::local_server::LocalServer::start().unwrap() else {
+        eprintln!("SKIPPED: no nats-server found");
+        return;
+    };
+    let dir = PluginDir::new();
+    let config = dir.scratch().join("plugbus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ndirectories = [{:?}]\n[bridge.nats]\nurl = {:?}\ndurable = \"metrics\"\nforward = [\"user.*\"]\nreceive = []\noutbox = {:?}\n",
+            dir.path(),
+            server.url(),
+            dir.scratch().join("outbox.db")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(plugbus_binary())
+        .args(["--config", config.to_str().unwrap()])
+        .args(["run", "--metrics", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(at) = line.find("serving metrics at http://") {
+                let url = &line[at + "serving metrics at http://".len()..];
+                let _ = tx.send(url.trim_end_matches("/metrics").to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("plugbus run never said where it serves metrics");
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..25 {
+        writeln!(
+            stdin,
+            r#"{{"type":"user.login","data":{{"user_id":"u{i}"}}}}"#
+        )
+        .unwrap();
+    }
+    stdin.flush().unwrap();
+    let started = std::time::Instant::now();
+    let forwarded = loop {
+        let (_, text) = get(&addr, "/metrics");
+        let n = sample(&text, "plugbus_bridge_forwarded_total", &[]).unwrap_or(0.0);
+        if n >= 25.0 || started.elapsed() > Duration::from_secs(30) {
+            assert_eq!(
+                sample(&text, "plugbus_bridge_outbox_depth", &[]),
+                Some(0.0),
+                "{text}"
+            );
+            assert_eq!(
+                sample(&text, "plugbus_bridge_queued_total", &[]),
+                Some(25.0)
+            );
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(forwarded, 25.0);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
