@@ -138,7 +138,12 @@ fn respond<B>(
     if let Some(bridge) = bridge {
         record_bridge(&bridge.figures());
     }
-    let mut r = reply(StatusCode::OK, handle.render());
+    let mut body = handle.render();
+    if !body.is_empty() && !body.ends_with('\n') {
+        body.push('\n');
+    }
+    body.push_str(&plugbus_host::metrics::latency_histograms(bus));
+    let mut r = reply(StatusCode::OK, body);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -961,6 +961,7 @@ fn sub_stats(sub: &Sub) -> SubscriptionStats {
         latency_samples: samples,
         p50,
         p99,
+        latency: sub.counters.latency.cumulative(),
         breaker: sub.breaker.as_ref().map(|b| b.state()),
     }
 }

@@ -126,7 +126,7 @@ pub use policy::dedup::DedupConfig;
 pub use policy::retry::RetryPolicy;
 pub use report::PublishReport;
 pub use shutdown::ShutdownReport;
-pub use stats::{BusStats, DeliveryTotals, SubscriptionStats};
+pub use stats::{BusStats, DeliveryTotals, LatencyHistogram, SubscriptionStats, LATENCY_BOUNDS};
 pub use subscription::{DeliveryReport, Outcome, SubscriptionBuilder, SubscriptionId};
 pub use trace_context::{TraceContext, TraceState};
 

@@ -211,6 +211,8 @@ pub(crate) fn sum<'a>(
 #[derive(Debug)]
 pub(crate) struct Histogram {
     buckets: Box<[AtomicU64]>,
+    /// The sum of every sample, in nanoseconds (a Prometheus histogram's `_sum`).
+    sum_nanos: AtomicU64,
 }
 
 const SUB_BITS: u32 = 2;
@@ -220,6 +222,7 @@ impl Default for Histogram {
     fn default() -> Self {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 }
@@ -249,6 +252,33 @@ impl Histogram {
     pub(crate) fn record(&self, d: Duration) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[Self::index(nanos).min(BUCKETS - 1)].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The samples as cumulative counts at [`LATENCY_BOUNDS`] (each bound counts the samples
+    /// whose bucket lies wholly at or below it), with the total count and sum.
+    pub(crate) fn cumulative(&self) -> LatencyHistogram {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let count = counts.iter().sum();
+        let buckets = LATENCY_BOUNDS
+            .iter()
+            .map(|bound| {
+                let limit = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+                // Every bucket before the one holding `limit` lies below it; that one counts
+                // only if it ends exactly there.
+                let at = Self::index(limit).min(BUCKETS - 1);
+                let mut below: u64 = counts[..at].iter().sum();
+                if Self::upper(at) == limit {
+                    below += counts[at];
+                }
+                (*bound, below)
+            })
+            .collect();
+        LatencyHistogram {
+            buckets,
+            count,
+            sum: Duration::from_nanos(self.sum_nanos.load(Relaxed)),
+        }
     }
 
     /// (count, p50, p99)
@@ -273,6 +303,45 @@ impl Histogram {
     }
 }
 
+/// The upper bounds of [`LatencyHistogram::buckets`]: 1 µs to 10 s, 1-2.5-5 per decade.
+pub const LATENCY_BOUNDS: [Duration; 22] = [
+    Duration::from_micros(1),
+    Duration::from_nanos(2_500),
+    Duration::from_micros(5),
+    Duration::from_micros(10),
+    Duration::from_micros(25),
+    Duration::from_micros(50),
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_nanos(2_500_000),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_millis(2_500),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+];
+
+/// A subscription's handler latencies as a cumulative histogram (what a Prometheus
+/// histogram exposes): bucket bounds are [`LATENCY_BOUNDS`]; the bus's own buckets are finer
+/// (4 per power of two), so a sample is counted under a bound only when its whole bucket is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// (upper bound, samples at or below it), ascending.
+    pub buckets: Vec<(Duration, u64)>,
+    /// Every sample (the `+Inf` bucket).
+    pub count: u64,
+    /// The sum of every sample.
+    pub sum: Duration,
+}
+
 /// A snapshot of one subscription's counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionStats {
@@ -292,6 +361,8 @@ pub struct SubscriptionStats {
     pub p50: Option<Duration>,
     /// 99th percentile handler latency.
     pub p99: Option<Duration>,
+    /// The latency samples as a cumulative histogram.
+    pub latency: LatencyHistogram,
     /// Its circuit breaker, if it has one.
     pub breaker: Option<BreakerState>,
 }
@@ -334,6 +405,11 @@ mod tests {
         for i in 1..=1000u64 {
             h.record(Duration::from_micros(i));
         }
+        let cumulative = h.cumulative();
+        assert_eq!(cumulative.count, h.summary().0);
+        assert!(cumulative.buckets.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert!(cumulative.buckets.last().unwrap().1 <= cumulative.count);
+        assert!(cumulative.sum > Duration::ZERO);
         let (n, p50, p99) = h.summary();
         assert_eq!(n, 1000);
         let p50 = p50.unwrap_or_default().as_micros() as f64;

@@ -45,14 +45,71 @@
 //! | `plugbus_plugin_publish_pending` | gauge | `plugin` | its events still on their way to the bus |
 //! | `plugbus_plugin_rejected_by_subscribers_total` | counter | `plugin` | of its published events, those some subscription's overflow policy rejected |
 //!
-//! The latency quantiles are gauges of their own (not a Prometheus summary or histogram)
-//! because the bus keeps its histogram internally and reports only quantiles; the facade's
-//! histograms take samples, which would mean a call per delivery.
+//! The facade's histograms take samples (a call per delivery), so the bus's own latency
+//! histogram cannot go through it: [`latency_histograms`] renders it as Prometheus text
+//! (`plugbus_delivery_latency_seconds`, a histogram with `_bucket{le=...}`, `_sum`, `_count`
+//! per `subscription`, bounds [`plugbus::LATENCY_BOUNDS`]) for an exporter to append, as
+//! `plugbus run --metrics` does; the quantile gauges above are the same figures for other
+//! exporters.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use plugbus::{BreakerState, Bus, BusStats};
 
 use crate::manager::{PluginManager, PluginState, PluginStatus};
+
+/// Every subscription's handler latencies as one Prometheus histogram family,
+/// `plugbus_delivery_latency_seconds{subscription=...}`, in the text exposition format
+/// (`# HELP`, `# TYPE`, then `_bucket` lines with `le`, `_sum` and `_count` per subscription).
+/// Reads one [`Bus::stats`]; nothing on the publish path.
+///
+/// ```
+/// # fn f(bus: &plugbus::Bus) {
+/// let text = plugbus_host::metrics::latency_histograms(bus);
+/// assert!(text.starts_with("# HELP plugbus_delivery_latency_seconds"));
+/// # }
+/// ```
+pub fn latency_histograms(bus: &Bus) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "# HELP plugbus_delivery_latency_seconds Handler latency per subscription (sampled: \
+         every slow-path delivery, 1 in 64 inline ones).\n\
+         # TYPE plugbus_delivery_latency_seconds histogram\n",
+    );
+    for s in bus.stats().subscriptions {
+        let name = escape_label(&s.name);
+        for (bound, count) in &s.latency.buckets {
+            let _ = writeln!(
+                out,
+                "plugbus_delivery_latency_seconds_bucket{{subscription=\"{name}\",le=\"{}\"}} {count}",
+                bound.as_secs_f64()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "plugbus_delivery_latency_seconds_bucket{{subscription=\"{name}\",le=\"+Inf\"}} {}",
+            s.latency.count
+        );
+        let _ = writeln!(
+            out,
+            "plugbus_delivery_latency_seconds_sum{{subscription=\"{name}\"}} {}",
+            s.latency.sum.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "plugbus_delivery_latency_seconds_count{{subscription=\"{name}\"}} {}",
+            s.latency.count
+        );
+    }
+    out
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
 
 /// Sets every figure of `bus` and of `manager`'s plugins (see the module docs) from their
 /// live snapshots. Costs one [`Bus::stats`] and one [`PluginManager::plugins`]; nothing on

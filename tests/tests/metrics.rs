@@ -187,6 +187,24 @@ fn a_scrape_during_a_run_passes_promtool_and_its_counters_equal_the_summary() {
         std::thread::sleep(Duration::from_millis(300));
     };
     promtool_check(&text);
+    // The handler latency histogram: cumulative buckets ending in +Inf = _count, a _sum.
+    assert!(
+        text.contains("# TYPE plugbus_delivery_latency_seconds histogram"),
+        "{text}"
+    );
+    let count = sample(
+        &text,
+        "plugbus_delivery_latency_seconds_count",
+        &[("subscription", "audit-logger/0")],
+    )
+    .expect("a latency histogram for the audit logger");
+    assert!(count > 0.0, "{text}");
+    let inf = sample(
+        &text,
+        "plugbus_delivery_latency_seconds_bucket",
+        &[("subscription", "audit-logger/0"), ("le", "+Inf")],
+    );
+    assert_eq!(inf, Some(count), "{text}");
     let (status, _) = get(&addr, "/nothing-here");
     assert!(status.contains(" 404 "), "{status}");
 
