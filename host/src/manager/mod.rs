@@ -1049,6 +1049,10 @@ impl PluginManager {
         // What the plugin published up to its stop goes to the bus before anyone else stops.
         let outbound = shared.counters.outbound.lock().clone();
         if let Some(outbound) = outbound {
+            // A thread the plugin started and did not stop may still hold its host handle:
+            // from now on its publishes are refused (`Closed`), not put on the bus for an
+            // instance that no longer exists.
+            outbound.close();
             if !outbound.flush(timeout).await {
                 tracing::warn!(plugin = %name, pending = outbound.pending(), "plugin's published events not all on the bus after {timeout:?}");
             }
