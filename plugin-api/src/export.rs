@@ -151,6 +151,7 @@ pub extern "C" fn new_plugin<P: Plugin>(
 ) -> RResult<PluginBox, PluginError> {
     let host = HostHandle::new(host);
     let log_token = log_bridge::install(&host);
+    name_panics::<P>();
     let result = guarded(&host, || {
         let text = config_json.as_str().trim();
         let config = if text.is_empty() {
@@ -177,6 +178,32 @@ pub extern "C" fn new_plugin<P: Plugin>(
         log_bridge::release(log_token);
     }
     result
+}
+
+/// Installs, once per plugin library, a panic hook that names the plugin.
+///
+/// The library has its own copy of `std`, which knows nothing of the host's thread names: its
+/// default hook prints `thread '<unnamed>' panicked` (and the OS's copy of the name is cut at
+/// 15 bytes). This one prints `plugin '<NAME>' panicked at <location>: <message>`. A hook the
+/// plugin sets itself in `new` replaces it.
+fn name_panics<P: Plugin>() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let name = P::NAME;
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("Box<dyn Any>");
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_default();
+            eprintln!("plugin '{name}' panicked at {location}:\n{message}");
+        }));
+    });
 }
 
 /// Runs plugin code with `host` as the log destination, turning a panic into

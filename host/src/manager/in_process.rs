@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use plugbus::context;
 use plugbus::payload::PluginError as PluginErrorPayload;
+use plugbus::{context, Completion};
 use plugbus_plugin_api::abi_stable::std_types::RResult;
 use plugbus_plugin_api::{AbiSubscription, PluginError};
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +35,29 @@ impl WorkerEnv {
     /// Every panic is logged at WARN, up to [`LOGGED_PANICS`] per instance and then every
     /// thousandth (with the count), so a plugin that panics on each event cannot flood the
     /// log, and an author still sees more than the first.
+    /// Finishes a delivery with the plugin's answer, counting it (in process or from a child).
+    pub(super) fn answer(&self, result: Result<(), PluginError>, done: Completion) {
+        let counters = &self.shared.counters;
+        // Counted before the answer goes out, so whoever sees the delivery finished also sees
+        // it counted; taken back if the bus had given up meanwhile (it counts that as timed
+        // out).
+        let counter = match &result {
+            Ok(()) => &counters.delivered,
+            Err(error) if error.is_panic() => &counters.panicked,
+            Err(_) => &counters.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = &result {
+            if error.is_panic() {
+                self.first_panic(error);
+            }
+        }
+        let answer = result.as_ref().map_err(bridge::handler_error).copied();
+        if !done.finish(answer) {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn first_panic(&self, error: &PluginError) {
         let n = self.shared.counters.panicked.load(Ordering::Relaxed);
         if n <= LOGGED_PANICS || n % 1000 == 0 {
@@ -195,24 +218,7 @@ fn run_worker(
                         plugin.handle(handler, view).into_result()
                     })
                 });
-                // Counted before the answer goes out, so whoever sees the delivery finished
-                // also sees it counted; taken back if the bus had given up meanwhile (it
-                // counts that as timed out).
-                let counter = match &result {
-                    Ok(()) => &counters.delivered,
-                    Err(error) if error.is_panic() => &counters.panicked,
-                    Err(_) => &counters.failed,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                if let Err(error) = &result {
-                    if error.is_panic() {
-                        panics.first_panic(error);
-                    }
-                }
-                let answer = result.as_ref().map_err(bridge::handler_error).copied();
-                if !done.finish(answer) {
-                    counter.fetch_sub(1, Ordering::Relaxed);
-                }
+                panics.answer(result, done);
             }
             Job::Stop(reply) => {
                 let result = plugin.stop().into_result();

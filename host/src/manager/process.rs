@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::in_process::{Ready, WorkerEnv};
 use super::supervisor::RestartBudget;
 use super::{host_event, Inner, Job, Reply, Worker, MAX_SUBSCRIPTIONS};
-use crate::bridge::{self, PluginHost};
+use crate::bridge::PluginHost;
 use crate::config::{Config, ProcessLimits};
 use crate::error::{LoadError, LoadErrorKind};
 use crate::isolation::protocol::{
@@ -1082,25 +1082,9 @@ impl Reader {
         }
     }
 
-    /// As the in-process plugin thread does: counted before the answer goes out, taken back
-    /// if the bus had given up meanwhile.
+    /// As the in-process plugin thread does (see [`WorkerEnv::answer`]).
     fn finish(&self, p: Pending, error: Option<WireError>) {
-        let counters = &self.env.shared.counters;
         let result = error.map_or(Ok(()), |e| Err(plugin_error(e)));
-        let counter = match &result {
-            Ok(()) => &counters.delivered,
-            Err(error) if error.is_panic() => &counters.panicked,
-            Err(_) => &counters.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if let Err(error) = &result {
-            if error.is_panic() {
-                self.env.first_panic(error);
-            }
-        }
-        let answer = result.as_ref().map_err(bridge::handler_error).copied();
-        if !p.done.finish(answer) {
-            counter.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.env.answer(result, p.done);
     }
 }
