@@ -408,7 +408,10 @@ mod tests {
         let cumulative = h.cumulative();
         assert_eq!(cumulative.count, h.summary().0);
         assert!(cumulative.buckets.windows(2).all(|w| w[0].1 <= w[1].1));
-        assert!(cumulative.buckets.iter().all(|(_, c)| *c <= cumulative.count));
+        assert!(cumulative
+            .buckets
+            .iter()
+            .all(|(_, c)| *c <= cumulative.count));
         assert!(cumulative.sum > Duration::ZERO);
         let (n, p50, p99) = h.summary();
         assert_eq!(n, 1000);
