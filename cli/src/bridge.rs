@@ -130,25 +130,21 @@ impl Live {
 
 #[cfg(feature = "nats")]
 fn figures(s: plugbus_bridge_nats::BridgeStats) -> Figures {
-    {
-        {
-            Figures {
-                forwarded: s.forwarded,
-                queued: s.queued,
-                staged: s.staged,
-                publish_errors: s.publish_errors,
-                broker_duplicates: s.broker_duplicates,
-                outbox_depth: s.outbox_depth,
-                received: s.received,
-                acked: s.acked,
-                nacked: s.nacked,
-                redelivered: s.redelivered,
-                duplicates: s.duplicates,
-                own: s.own,
-                malformed: s.malformed,
-                refused: s.refused,
-                consumer_lag: s.consumer_lag,
-            }
-        }
+    Figures {
+        forwarded: s.forwarded,
+        queued: s.queued,
+        staged: s.staged,
+        publish_errors: s.publish_errors,
+        broker_duplicates: s.broker_duplicates,
+        outbox_depth: s.outbox_depth,
+        received: s.received,
+        acked: s.acked,
+        nacked: s.nacked,
+        redelivered: s.redelivered,
+        duplicates: s.duplicates,
+        own: s.own,
+        malformed: s.malformed,
+        refused: s.refused,
+        consumer_lag: s.consumer_lag,
     }
 }

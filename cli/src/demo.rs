@@ -3,7 +3,7 @@
 //! tries one password after another. The audit logger records it all, the auth enhancer raises
 //! alerts, and the summary shows what happened and where the audit log is.
 
-use crate::session::{self, Session};
+use crate::session;
 use crate::{summary, Finish};
 use anyhow::Context as _;
 use clap::Args;
@@ -144,21 +144,8 @@ pub(crate) async fn demo(config: Option<&Path>, args: DemoArgs) -> anyhow::Resul
         );
 
     let events = scenario(args.rounds, args.users)?;
-    // Bound before the plugins start: a taken port fails the run with nothing to undo.
-    let metrics = match crate::metrics::address(args.metrics, &config) {
-        Some(addr) => Some(crate::metrics::bind(addr).await?),
-        None => None,
-    };
-    let session = Session::start(config, config_path).await?;
-    let _metrics = metrics
-        .map(|l| {
-            l.serve(
-                session.bus.clone(),
-                session.manager.clone(),
-                session.bridge_live(),
-            )
-        })
-        .transpose()?;
+    let (session, _metrics) =
+        crate::metrics::start_session(args.metrics, config, config_path).await?;
     if session.manager.plugins().is_empty() {
         anyhow::bail!(
             "no plugins loaded from {:?}: build them first (the README's first command does)",

@@ -27,6 +27,30 @@ pub(crate) fn address(
     flag.or_else(|| config.metrics.as_ref().map(|m| m.listen))
 }
 
+/// Starts a session, serving its metrics when the flag or the config asks: the address is
+/// bound before the plugins start, so a taken port fails the run with nothing to undo.
+pub(crate) async fn start_session(
+    flag: Option<SocketAddr>,
+    config: plugbus_host::Config,
+    config_path: Option<&std::path::Path>,
+) -> anyhow::Result<(crate::session::Session, Option<Server>)> {
+    let listener = match address(flag, &config) {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let session = crate::session::Session::start(config, config_path).await?;
+    let server = listener
+        .map(|l| {
+            l.serve(
+                session.bus.clone(),
+                session.manager.clone(),
+                session.bridge_live(),
+            )
+        })
+        .transpose()?;
+    Ok((session, server))
+}
+
 /// A bound listener, not serving yet (bound before the plugins start, so a taken port fails
 /// the run at once).
 pub(crate) struct Listener {

@@ -1,7 +1,7 @@
 //! `plugbus run`: JSON Lines events in, through the bus, to the loaded plugins.
 
 use crate::lines::{LineError, LineReader};
-use crate::session::{self, Session};
+use crate::session;
 use crate::{summary, Finish};
 use anyhow::Context as _;
 use clap::Args;
@@ -89,21 +89,8 @@ pub(crate) async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<
     let mut config = session::load_config(config_path)?;
     session::override_dirs(&mut config, &args.plugin_dirs)?;
     let input = open_input(&args.events).await?;
-    // Bound before the plugins start: a taken port fails the run with nothing to undo.
-    let metrics = match crate::metrics::address(args.metrics, &config) {
-        Some(addr) => Some(crate::metrics::bind(addr).await?),
-        None => None,
-    };
-    let session = Session::start(config, config_path).await?;
-    let _metrics = metrics
-        .map(|l| {
-            l.serve(
-                session.bus.clone(),
-                session.manager.clone(),
-                session.bridge_live(),
-            )
-        })
-        .transpose()?;
+    let (session, _metrics) =
+        crate::metrics::start_session(args.metrics, config, config_path).await?;
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {pos} events published ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
