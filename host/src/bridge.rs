@@ -30,7 +30,7 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use plugbus::contract::audit::MAX_EVENT_BYTES;
 use plugbus::{Bus, Category, Event, EventId, EventType, HandlerError, Origin, Payload};
 use plugbus_plugin_api::{
-    AbiHost, EventView, KeyValue, OwnedEvent, PluginError, PublishRefusal, RefusalKind,
+    AbiHost, EventView, KeyValue, LogRecord, OwnedEvent, PluginError, PublishRefusal, RefusalKind,
 };
 
 use crate::log_forward;
@@ -261,6 +261,10 @@ impl AbiHost for PluginHost {
             message.as_str(),
             fields.as_slice(),
         );
+    }
+
+    fn log_record(&self, record: &LogRecord<'_>) {
+        log_forward::forward_record(&self.name, record);
     }
 }
 

@@ -14,7 +14,7 @@
 //! as `key=value` (values with spaces or quotes are quoted).
 
 use plugbus_plugin_api::facade::level;
-use plugbus_plugin_api::KeyValue;
+use plugbus_plugin_api::{KeyValue, LogRecord};
 
 /// The `tracing` target of a plugin's log lines: `plugbus::plugin::<name>`.
 pub fn target_for(plugin: &str) -> String {
@@ -72,6 +72,24 @@ pub fn forward(plugin: &str, level: u8, module: &str, message: &str, fields: &[K
             .module_path(module)
             .build(),
     );
+}
+
+/// Emits one plugin log record (ABI 0.4: typed fields, module path, file and line) into the
+/// host's `tracing` dispatcher.
+pub fn forward_record(plugin: &str, record: &LogRecord<'_>) {
+    let texts: Vec<String> = record.fields.iter().map(|f| f.value.to_string()).collect();
+    let kvs: Vec<KeyValue<'_>> = record
+        .fields
+        .iter()
+        .zip(&texts)
+        .map(|(f, text)| KeyValue::new(f.key.as_str(), text))
+        .collect();
+    let module = if record.module_path.is_empty() {
+        record.target.as_str()
+    } else {
+        record.module_path.as_str()
+    };
+    forward(plugin, record.level, module, record.message.as_str(), &kvs);
 }
 
 fn log_enabled(target: &str, level: log::Level) -> bool {

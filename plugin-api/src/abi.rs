@@ -70,7 +70,14 @@ use abi_stable::{
 ///   by the host: `host`, `input:<name>:<line>`, `plugin:<name>`, ...), which the audit log
 ///   records beside the claimed source. 0.2 plugins are refused with both versions named and
 ///   are rebuilt unchanged.
-pub const ABI_VERSION: (u32, u32) = (0, 3);
+/// - 0.4: the plugin author's step, planned as one: a declared configuration schema
+///   ([`PluginMod::config_schema`], checked by the host before `new`), reconfiguration without
+///   a reload ([`AbiPlugin::reconfigure`](crate::AbiPlugin::reconfigure)), named subscriptions
+///   ([`AbiSubscription::name`](crate::AbiSubscription::name)), and log records whose fields
+///   keep their types, with the plugin's module path, file and line
+///   ([`AbiHost::log_record`](crate::AbiHost::log_record)). 0.3 plugins are refused with both
+///   versions named and are rebuilt unchanged.
+pub const ABI_VERSION: (u32, u32) = (0, 4);
 
 /// Decides whether a host implementing interface `host` can use a plugin built against `plugin`.
 ///
@@ -152,6 +159,12 @@ pub struct PluginMod {
     /// later go below it, each with a "since ABI 0.x" line.
     #[sabi(last_prefix_field)]
     pub new: extern "C" fn(host: HostBox, config_json: RStr<'_>) -> RResult<PluginBox, PluginError>,
+
+    /// The plugin's configuration schema as JSON text (a
+    /// [`ConfigSchema`](crate::ConfigSchema)), or an empty string when it declares none. Runs
+    /// no constructor; a panic is caught and returned as [`PluginError::Panicked`]. Since ABI
+    /// 0.4 (absent in older plugins: the accessor returns `None`).
+    pub config_schema: extern "C" fn() -> RResult<RString, PluginError>,
 }
 
 impl std::fmt::Debug for PluginMod {

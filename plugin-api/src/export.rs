@@ -13,7 +13,8 @@ use crate::{
     error::PluginError,
     facade::{HostBox, HostHandle},
     log_bridge,
-    plugin::{AbiPlugin, AbiPlugin_TO, Plugin, PluginBox},
+    handlers::Handlers,
+    plugin::{AbiPlugin, AbiPlugin_TO, Plugin, PluginBox, Reconfigure},
     subscription::{to_abi_list, AbiSubscription},
     view::{Event, EventView},
 };
@@ -21,8 +22,9 @@ use abi_stable::{
     library::{CheckTypeLayout, LibHeader, RootModuleResult},
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RStr, RVec},
+    std_types::{RResult, RStr, RString, RVec},
 };
+use std::cell::RefCell;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -94,6 +96,7 @@ pub fn root_module<P: Plugin, const MAJOR: u32, const MINOR: u32, const UNWIND: 
     PluginMod {
         info: info::<P, MAJOR, MINOR, UNWIND>,
         new: new_plugin::<P>,
+        config_schema: config_schema::<P>,
     }
     .leak_into_prefix()
 }
@@ -144,6 +147,38 @@ pub extern "C" fn info<P: Plugin, const MAJOR: u32, const MINOR: u32, const UNWI
     }
 }
 
+/// `PluginMod::config_schema` for `P`: the declared schema as JSON, or empty.
+pub extern "C" fn config_schema<P: Plugin>() -> RResult<RString, PluginError> {
+    let result = catch_unwind(|| match P::config_schema() {
+        None => Ok(RString::new()),
+        Some(schema) => serde_json::to_string(&schema)
+            .map(RString::from)
+            .map_err(|e| PluginError::permanent(format_args!("cannot write the schema: {e}"))),
+    });
+    match result {
+        Ok(result) => result.into(),
+        Err(payload) => {
+            let err = PluginError::from_panic(&*payload);
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            RResult::RErr(err)
+        }
+    }
+}
+
+/// Parses configuration JSON text (empty = `{}`).
+fn parse_json<P: Plugin>(text: &str) -> Result<serde_json::Value, PluginError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        PluginError::config(format_args!(
+            "configuration of plugin '{}' is not valid JSON: {e}",
+            P::NAME
+        ))
+    })
+}
+
 /// `PluginMod::new` for `P`: parses the configuration and constructs the instance.
 pub extern "C" fn new_plugin<P: Plugin>(
     host: HostBox,
@@ -153,21 +188,14 @@ pub extern "C" fn new_plugin<P: Plugin>(
     let log_token = log_bridge::install(&host);
     name_panics::<P>();
     let result = guarded(&host, || {
-        let text = config_json.as_str().trim();
-        let config = if text.is_empty() {
-            serde_json::Value::Object(serde_json::Map::new())
-        } else {
-            serde_json::from_str(text).map_err(|e| {
-                PluginError::config(format_args!(
-                    "configuration of plugin '{}' is not valid JSON: {e}",
-                    P::NAME
-                ))
-            })?
-        };
+        let config = parse_json::<P>(config_json.as_str())?;
         let plugin = P::new(host.clone(), config)?;
+        let handlers = plugin.handlers();
         Ok(AbiPlugin_TO::from_value(
             Adapter {
                 plugin: ManuallyDrop::new(plugin),
+                handlers,
+                names: RefCell::new(Vec::new()),
                 host: host.clone(),
                 log_token,
             },
@@ -226,14 +254,44 @@ fn guarded<R>(
 /// Adapts a [`Plugin`] to [`AbiPlugin`].
 struct Adapter<P: Plugin> {
     plugin: ManuallyDrop<P>,
+    /// What [`Plugin::handlers`] returned (empty: `subscriptions` and `handle` are used).
+    handlers: Handlers<P>,
+    /// Handler index to subscription name, as declared (for [`Event::subscription`]).
+    names: RefCell<Vec<(u32, String)>>,
     host: HostHandle,
     log_token: u64,
+}
+
+impl<P: Plugin> Adapter<P> {
+    fn name_of(&self, handler: u32) -> String {
+        self.names
+            .borrow()
+            .iter()
+            .find(|(h, _)| *h == handler)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl<P: Plugin> AbiPlugin for Adapter<P> {
     fn subscriptions(&self) -> RResult<RVec<AbiSubscription>, PluginError> {
         let plugin = &*self.plugin;
-        guarded(&self.host, || to_abi_list(&plugin.subscriptions()))
+        let handlers = &self.handlers;
+        let result = guarded(&self.host, || {
+            if handlers.is_empty() {
+                to_abi_list(&plugin.subscriptions())
+            } else {
+                to_abi_list(&handlers.subscriptions())
+            }
+        });
+        if let RResult::ROk(list) = &result {
+            *self.names.borrow_mut() = list
+                .iter()
+                .filter(|s| !s.name.is_empty())
+                .map(|s| (s.handler, s.name.as_str().to_owned()))
+                .collect();
+        }
+        result
     }
 
     fn start(&mut self) -> RResult<(), PluginError> {
@@ -242,13 +300,30 @@ impl<P: Plugin> AbiPlugin for Adapter<P> {
     }
 
     fn handle(&mut self, handler: u32, event: &EventView<'_>) -> RResult<(), PluginError> {
+        let name = self.name_of(handler);
         let plugin = &mut *self.plugin;
-        guarded(&self.host, || plugin.handle(handler, &Event::new(event)))
+        let handlers = &mut self.handlers;
+        guarded(&self.host, || {
+            let event = Event::with_subscription(event, &name);
+            if handlers.is_empty() {
+                plugin.handle(handler, &event)
+            } else {
+                handlers.call(plugin, handler, &event)
+            }
+        })
     }
 
     fn stop(&mut self) -> RResult<(), PluginError> {
         let plugin = &mut *self.plugin;
         guarded(&self.host, || plugin.stop())
+    }
+
+    fn reconfigure(&mut self, config_json: RStr<'_>) -> RResult<bool, PluginError> {
+        let plugin = &mut *self.plugin;
+        guarded(&self.host, || {
+            let config = parse_json::<P>(config_json.as_str())?;
+            Ok(plugin.reconfigure(config)? == Reconfigure::Applied)
+        })
     }
 }
 

@@ -106,6 +106,84 @@ pub trait AbiHost: Send + Sync {
     /// path inside the plugin, `fields` the other structured fields as strings.
     #[sabi(last_prefix_field)]
     fn log(&self, level: u8, target: RStr<'_>, message: RStr<'_>, fields: RSlice<'_, KeyValue<'_>>);
+
+    /// Records a log line with its fields' types, module path, file and line (what the log
+    /// bridge sends since ABI 0.4). The default passes it on to [`log`](AbiHost::log) as text.
+    fn log_record(&self, record: &LogRecord<'_>) {
+        let texts: Vec<String> = record.fields.iter().map(|f| f.value.to_string()).collect();
+        let kvs: Vec<KeyValue<'_>> = record
+            .fields
+            .iter()
+            .zip(&texts)
+            .map(|(f, text)| KeyValue::new(f.key.as_str(), text))
+            .collect();
+        self.log(
+            record.level,
+            record.target,
+            record.message,
+            RSlice::from_slice(&kvs),
+        );
+    }
+}
+
+/// One log line of a plugin, as it crosses the ABI in [`AbiHost::log_record`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct LogRecord<'a> {
+    /// 1 = error .. 5 = trace (see [`level`]).
+    pub level: u8,
+    /// The `tracing` target inside the plugin (by default its module path).
+    pub target: RStr<'a>,
+    /// The module path of the call site, empty when unknown.
+    pub module_path: RStr<'a>,
+    /// The source file of the call site, empty when unknown.
+    pub file: RStr<'a>,
+    /// The line of the call site, 0 when unknown.
+    pub line: u32,
+    /// The `message` field.
+    pub message: RStr<'a>,
+    /// Every other field, with its type.
+    pub fields: RSlice<'a, LogField<'a>>,
+}
+
+/// A structured field of a [`LogRecord`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct LogField<'a> {
+    /// The field's name.
+    pub key: RStr<'a>,
+    /// Its value.
+    pub value: LogValue<'a>,
+}
+
+/// The value of a [`LogField`], typed as `tracing` recorded it.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq)]
+pub enum LogValue<'a> {
+    /// A string (`record_str`, or `%value`, its `Display` form).
+    Str(RStr<'a>),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Anything else, in its `Debug` form (`?value`).
+    Debug(RStr<'a>),
+}
+
+impl fmt::Display for LogValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogValue::Str(s) | LogValue::Debug(s) => f.write_str(s.as_str()),
+            LogValue::I64(v) => write!(f, "{v}"),
+            LogValue::U64(v) => write!(f, "{v}"),
+            LogValue::F64(v) => write!(f, "{v}"),
+            LogValue::Bool(v) => write!(f, "{v}"),
+        }
+    }
 }
 
 /// The host handle as it crosses the ABI (a reference-counted trait object, `Send + Sync`).

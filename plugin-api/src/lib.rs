@@ -123,9 +123,11 @@ mod export;
 pub mod facade;
 mod filter;
 pub mod guide;
+mod handlers;
 pub mod log_bridge;
 mod plugin;
 mod refusal;
+pub mod schema;
 mod subscription;
 // Documented whatever the features, so a plain `cargo doc` shows it (it depends on nothing and
 // compiles as is); compiled for use only with the feature, so a plugin's cdylib never carries it.
@@ -138,11 +140,16 @@ mod view;
 pub use abi::{abi_compatible, PluginInfo, PluginMod, PluginMod_Ref, ABI_VERSION};
 pub use config::parse_config;
 pub use error::PluginError;
-pub use facade::{clone_host_box, host_box, AbiHost, EventDraft, HostBox, HostHandle, OwnedEvent};
+pub use facade::{
+    clone_host_box, host_box, AbiHost, EventDraft, HostBox, HostHandle, LogField, LogRecord,
+    LogValue, OwnedEvent,
+};
 pub use filter::{filter_matches, AbiFilter, Filter, FilterCondition, FilterOp};
-pub use plugin::{AbiPlugin, Plugin, PluginBox};
+pub use handlers::{HandlerFn, Handlers};
+pub use plugin::{AbiPlugin, Plugin, PluginBox, Reconfigure};
+pub use schema::{ConfigKey, ConfigProblem, ConfigSchema, ConfigType, DescribeConfig, ValueKind};
 pub use refusal::{PublishError, PublishRefusal, RefusalKind};
-pub use subscription::{AbiSubscription, Subscription};
+pub use subscription::{validate_subscription_name, AbiSubscription, Subscription};
 pub use view::{format_uuid, Event, EventView, KeyValue};
 
 /// The `#[sabi_trait]` generated items, for hosts that implement [`AbiHost`] or hold plugins.
@@ -168,7 +175,7 @@ pub use tracing;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::{
-        info, lib_header, new_plugin, root_module, root_module_loader, ExportedPlugin,
+        config_schema, info, lib_header, new_plugin, root_module, root_module_loader, ExportedPlugin,
         LIB_HEADER_SYMBOL,
     };
     pub use abi_stable::library::LibHeader;

@@ -9,15 +9,18 @@
 //! - otherwise (a thread the plugin spawned itself) the host of the most recently constructed
 //!   instance still alive; with none alive, events are dropped.
 //!
-//! Each event becomes one `log(level, target, message, fields)` call: the level maps
-//! error..trace to 1..5, `target` is the event's target, `message` its `message` field, and every
-//! other field is passed as a key/value string (strings verbatim, other values in `Debug` form).
+//! Each event becomes one [`log_record`](crate::facade::AbiHost::log_record) call: the level
+//! maps error..trace to 1..5, `target` is the event's target, `module_path`, `file` and `line`
+//! its call site, `message` its `message` field, and every other field keeps its type (string,
+//! signed, unsigned, float, boolean; anything else in its `Debug` form), so the host can
+//! record them as fields of its own.
 //! Spans are not forwarded. An event the host emits while handling `log` (possible only when
 //! host and plugin share a process and tracing globals) is dropped instead of looping.
 //!
 //! [`AbiHost::log`]: crate::facade::AbiHost::log
 
-use crate::facade::{level, HostHandle};
+use crate::facade::{level, HostHandle, LogField, LogRecord, LogValue};
+use abi_stable::std_types::RSlice;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,27 +118,76 @@ fn destination() -> Option<HostHandle> {
         })
 }
 
+/// A field value owned until the record is sent.
+enum Owned {
+    Str(String),
+    Debug(String),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+}
+
+impl Owned {
+    fn as_value(&self) -> LogValue<'_> {
+        match self {
+            Owned::Str(s) => LogValue::Str(s.as_str().into()),
+            Owned::Debug(s) => LogValue::Debug(s.as_str().into()),
+            Owned::I64(v) => LogValue::I64(*v),
+            Owned::U64(v) => LogValue::U64(*v),
+            Owned::F64(v) => LogValue::F64(*v),
+            Owned::Bool(v) => LogValue::Bool(*v),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Collect {
     message: String,
-    fields: Vec<(&'static str, String)>,
+    fields: Vec<(&'static str, Owned)>,
+}
+
+impl Collect {
+    fn push(&mut self, field: &Field, value: Owned) {
+        if field.name() == "message" {
+            self.message = match value {
+                Owned::Str(s) | Owned::Debug(s) => s,
+                Owned::I64(v) => v.to_string(),
+                Owned::U64(v) => v.to_string(),
+                Owned::F64(v) => v.to_string(),
+                Owned::Bool(v) => v.to_string(),
+            };
+        } else {
+            self.fields.push((field.name(), value));
+        }
+    }
 }
 
 impl Visit for Collect {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = value.to_owned();
-        } else {
-            self.fields.push((field.name(), value.to_owned()));
-        }
+        self.push(field, Owned::Str(value.to_owned()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Owned::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Owned::U64(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Owned::F64(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Owned::Bool(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.message = format!("{value:?}");
-        } else {
-            self.fields.push((field.name(), format!("{value:?}")));
-        }
+        // `%value` arrives here as a `Display` wrapper whose Debug form is its Display form:
+        // the message and display fields read as text, not as quoted strings.
+        self.push(field, Owned::Debug(format!("{value:?}")));
     }
 }
 
@@ -174,18 +226,25 @@ impl Subscriber for Bridge {
         let mut collect = Collect::default();
         event.record(&mut collect);
         let meta = event.metadata();
-        let fields: Vec<(&str, &str)> = collect
+        let fields: Vec<LogField<'_>> = collect
             .fields
             .iter()
-            .map(|(k, v)| (*k, v.as_str()))
+            .map(|(k, v)| LogField {
+                key: (*k).into(),
+                value: v.as_value(),
+            })
             .collect();
+        let record = LogRecord {
+            level: level_number(meta.level()),
+            target: meta.target().into(),
+            module_path: meta.module_path().unwrap_or_default().into(),
+            file: meta.file().unwrap_or_default().into(),
+            line: meta.line().unwrap_or(0),
+            message: collect.message.as_str().into(),
+            fields: RSlice::from_slice(&fields),
+        };
         let _ = FORWARDING.try_with(|f| f.set(true));
-        host.log(
-            level_number(meta.level()),
-            meta.target(),
-            &collect.message,
-            &fields,
-        );
+        host.as_abi().log_record(&record);
         let _ = FORWARDING.try_with(|f| f.set(false));
     }
 

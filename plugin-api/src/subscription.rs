@@ -29,6 +29,10 @@ pub struct AbiSubscription {
     pub filter: ROption<AbiFilter>,
     /// How long the host waits for one `handle` call, in milliseconds; 0 = the host's default.
     pub timeout_ms: u64,
+    /// The subscription's name (empty = unnamed): the host labels its counters
+    /// `<plugin>/<name>` instead of `<plugin>/<handler>`, and the plugin sees it as
+    /// [`Event::subscription`](crate::Event::subscription). Since ABI 0.4.
+    pub name: RString,
 }
 
 /// A subscription as plugin authors write it.
@@ -47,10 +51,14 @@ pub struct AbiSubscription {
 ///
 /// The handler index defaults to the subscription's position in the vector
 /// [`Plugin::subscriptions`](crate::Plugin::subscriptions) returns; [`Subscription::handler`] sets
-/// it explicitly.
+/// it explicitly. [`Subscription::named`] gives it a name, which the host's tables show and
+/// [`Event::subscription`](crate::Event::subscription) returns, so `handle` can match on names
+/// instead of numbers; [`Handlers`](crate::Handlers) goes further, with a function per
+/// subscription.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscription {
     handler: Option<u32>,
+    name: Option<String>,
     event_types: Vec<String>,
     categories: Vec<Category>,
     patterns: Vec<String>,
@@ -118,11 +126,27 @@ impl Subscription {
         self
     }
 
+    /// Names the subscription (1 to 64 of `a-z 0-9 - _ .`, starting with a letter or digit;
+    /// unique among the plugin's subscriptions).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The name given with [`named`](Self::named).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// Validates and converts into the ABI form; `position` is the default handler index.
     ///
     /// # Errors
-    /// [`PluginError::Config`] naming an invalid type name, pattern or filter field.
+    /// [`PluginError::Config`] naming an invalid type name, pattern, filter field or
+    /// subscription name.
     pub fn to_abi(&self, position: u32) -> Result<AbiSubscription, PluginError> {
+        if let Some(name) = &self.name {
+            validate_subscription_name(name)?;
+        }
         for t in &self.event_types {
             validate_type_name(t)
                 .map_err(|e| PluginError::config(format_args!("subscription type: {e}")))?;
@@ -154,8 +178,30 @@ impl Subscription {
                 .collect(),
             filter: self.filter.clone().into(),
             timeout_ms,
+            name: self.name.as_deref().unwrap_or_default().into(),
         })
     }
+}
+
+/// Checks a subscription name: 1 to 64 bytes of `a-z 0-9 - _ .`, starting with a letter or
+/// digit (it becomes part of a metrics label and a table cell).
+///
+/// # Errors
+/// [`PluginError::Config`] naming the name and what is wrong with it.
+pub fn validate_subscription_name(name: &str) -> Result<(), PluginError> {
+    let ok_start = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok_rest = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if name.len() > 64 || !ok_start || !ok_rest {
+        return Err(PluginError::config(format_args!(
+            "subscription name {name:?}: use 1 to 64 of a-z 0-9 - _ ., starting with a letter or digit"
+        )));
+    }
+    Ok(())
 }
 
 impl AbiSubscription {
@@ -181,11 +227,24 @@ impl AbiSubscription {
 }
 
 /// Converts a list of subscriptions, defaulting handler indexes to positions.
+///
+/// # Errors
+/// An invalid subscription, or two with the same name.
 pub(crate) fn to_abi_list(subs: &[Subscription]) -> Result<RVec<AbiSubscription>, PluginError> {
-    subs.iter()
+    let list: RVec<AbiSubscription> = subs
+        .iter()
         .enumerate()
         .map(|(i, s)| s.to_abi(u32::try_from(i).unwrap_or(u32::MAX)))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for (i, sub) in list.iter().enumerate() {
+        if !sub.name.is_empty() && list[..i].iter().any(|other| other.name == sub.name) {
+            return Err(PluginError::config(format_args!(
+                "two subscriptions are named {:?}",
+                sub.name.as_str()
+            )));
+        }
+    }
+    Ok(list)
 }
 
 #[cfg(test)]

@@ -111,12 +111,38 @@ pub fn format_uuid(id: &[u8; 16]) -> String {
 #[derive(Clone, Copy)]
 pub struct Event<'a> {
     view: &'a EventView<'a>,
+    subscription: &'a str,
 }
 
 impl<'a> Event<'a> {
     /// Wraps a view lent by the host.
     pub fn new(view: &'a EventView<'a>) -> Self {
-        Event { view }
+        Event {
+            view,
+            subscription: "",
+        }
+    }
+
+    /// Wraps a view delivered through the subscription named `subscription`.
+    pub fn with_subscription(view: &'a EventView<'a>, subscription: &'a str) -> Self {
+        Event { view, subscription }
+    }
+
+    /// The name of the subscription that delivered the event
+    /// ([`Subscription::named`](crate::Subscription::named)), empty when it has none.
+    ///
+    /// ```
+    /// # use plugbus_plugin_api::{Event, PluginError};
+    /// fn handle(event: &Event<'_>) -> Result<(), PluginError> {
+    ///     match event.subscription() {
+    ///         "logins" => Ok(()),
+    ///         "alerts" => Ok(()),
+    ///         other => Err(PluginError::permanent(format_args!("no subscription {other:?}"))),
+    ///     }
+    /// }
+    /// ```
+    pub fn subscription(&self) -> &'a str {
+        self.subscription
     }
 
     /// The underlying ABI view.

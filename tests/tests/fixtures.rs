@@ -425,7 +425,7 @@ async fn an_old_interface_version_is_rejected_and_the_rest_load() {
             err.kind,
             LoadErrorKind::InterfaceVersion {
                 plugin: (0, 0),
-                host: (0, 3),
+                host: plugbus_plugin_api::ABI_VERSION,
                 ..
             }
         ),

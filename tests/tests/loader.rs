@@ -245,7 +245,7 @@ fn inspection_reports_each_plugin_without_constructing_it() {
     assert!(inspection.is_compatible(), "{:?}", inspection.result);
     let meta = inspection.meta.unwrap();
     assert_eq!(meta.name, "auth-enhancer");
-    assert_eq!(meta.abi, (0, 3));
+    assert_eq!(meta.abi, plugbus_plugin_api::ABI_VERSION);
     assert!(meta.unwind, "built with panic = \"unwind\"");
     assert_eq!(inspection.sha256.unwrap().len(), 64);
     let inspection = inspect(&no_root);

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use plugbus_plugin_api::abi_stable::std_types::{RResult, RSlice, RStr};
 use plugbus_plugin_api::{
-    host_box, AbiHost, EventView, KeyValue, OwnedEvent, PluginBox, PluginError, PublishRefusal,
-    RefusalKind,
+    host_box, AbiHost, EventView, KeyValue, LogRecord, LogValue, OwnedEvent, PluginBox,
+    PluginError, PublishRefusal, RefusalKind,
 };
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    read_frame, write_frame, Delivery, FromChild, Hello, Refusal, ToChild, WireError, WireOwned,
-    WireSubscription, PROTOCOL_VERSION,
+    read_frame, write_frame, Delivery, FromChild, Hello, Refusal, ToChild, WireError,
+    WireLogValue, WireOwned, WireSubscription, PROTOCOL_VERSION,
 };
 use crate::loader::{self, Library};
 
@@ -182,6 +182,21 @@ pub(super) fn serve() -> i32 {
                     }
                 }
             }
+            Job::Reconfigure(id, config_json) => {
+                busy(true);
+                let result = plugin
+                    .reconfigure(config_json.as_str().into())
+                    .into_result();
+                busy(false);
+                let (applied, error) = match result {
+                    Ok(applied) => (applied, None),
+                    Err(e) => (false, Some(wire_error(&e))),
+                };
+                send(
+                    &out,
+                    &FromChild::Reconfigured { id, applied, error },
+                );
+            }
             Job::Stop(id) => {
                 busy(true);
                 let error = plugin.stop().into_result().err().map(|e| wire_error(&e));
@@ -233,6 +248,7 @@ enum Job {
     Start(u64),
     Stop(u64),
     Deliver(Vec<Delivery>),
+    Reconfigure(u64, String),
 }
 
 /// Publishes waiting for the host's answer, by id.
@@ -250,6 +266,9 @@ fn read_loop(mut input: UnixStream, jobs: mpsc::Sender<Job>, replies: &Replies, 
                 let said = FromChild::Log {
                     level: plugbus_plugin_api::facade::level::ERROR,
                     target: "plugbus::child".to_owned(),
+                    module_path: module_path!().to_owned(),
+                    file: String::new(),
+                    line: 0,
                     message: format!("the channel from the host broke: {e}"),
                     fields: Vec::new(),
                 };
@@ -261,6 +280,7 @@ fn read_loop(mut input: UnixStream, jobs: mpsc::Sender<Job>, replies: &Replies, 
             ToChild::Start { id } => Job::Start(id),
             ToChild::Stop { id } => Job::Stop(id),
             ToChild::Deliver { batch } => Job::Deliver(batch),
+            ToChild::Reconfigure { id, config_json } => Job::Reconfigure(id, config_json),
             ToChild::Published { id, refusal } => {
                 let waiter = replies
                     .lock()
@@ -343,13 +363,49 @@ impl AbiHost for ChildHost {
         let frame = FromChild::Log {
             level,
             target: target.as_str().to_owned(),
+            module_path: String::new(),
+            file: String::new(),
+            line: 0,
             message: message.as_str().to_owned(),
             fields: fields
                 .iter()
-                .map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().to_owned()))
+                .map(|kv| {
+                    (
+                        kv.key.as_str().to_owned(),
+                        WireLogValue::Str(kv.value.as_str().to_owned()),
+                    )
+                })
                 .collect(),
         };
         send(&self.out, &frame);
+    }
+
+    fn log_record(&self, record: &LogRecord<'_>) {
+        let frame = FromChild::Log {
+            level: record.level,
+            target: record.target.as_str().to_owned(),
+            module_path: record.module_path.as_str().to_owned(),
+            file: record.file.as_str().to_owned(),
+            line: record.line,
+            message: record.message.as_str().to_owned(),
+            fields: record
+                .fields
+                .iter()
+                .map(|f| (f.key.as_str().to_owned(), wire_log_value(&f.value)))
+                .collect(),
+        };
+        send(&self.out, &frame);
+    }
+}
+
+fn wire_log_value(value: &LogValue<'_>) -> WireLogValue {
+    match value {
+        LogValue::Str(s) => WireLogValue::Str(s.as_str().to_owned()),
+        LogValue::Debug(s) => WireLogValue::Debug(s.as_str().to_owned()),
+        LogValue::I64(v) => WireLogValue::I64(*v),
+        LogValue::U64(v) => WireLogValue::U64(*v),
+        LogValue::F64(v) => WireLogValue::F64(*v),
+        LogValue::Bool(v) => WireLogValue::Bool(*v),
     }
 }
 
@@ -386,6 +442,7 @@ fn wire_subscription(sub: &plugbus_plugin_api::AbiSubscription) -> WireSubscript
                 .collect()
         }),
         timeout_ms: sub.timeout_ms,
+        name: sub.name.to_string(),
     }
 }
 

@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use crate::config::ProcessLimits;
 
 /// The protocol's version; the handshake refuses any other.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts (an event is at most 15 MiB; a batch of deliveries
 /// is cut before it grows past this).
@@ -51,6 +51,9 @@ pub(crate) enum ToChild {
     Deliver { batch: Vec<Delivery> },
     /// The host's answer to a [`FromChild::Publish`].
     Published { id: u64, refusal: Option<Refusal> },
+    /// Call the plugin's `reconfigure` with this configuration (JSON); answered by
+    /// [`FromChild::Reconfigured`] with the same id.
+    Reconfigure { id: u64, config_json: String },
 }
 
 /// The handshake's first frame.
@@ -125,6 +128,21 @@ pub(crate) struct WireSubscription {
     /// (field, op as `u8`, value) of each condition.
     pub(crate) filter: Option<Vec<(String, u8, String)>>,
     pub(crate) timeout_ms: u64,
+    /// The subscription's name, empty when it has none.
+    #[serde(default)]
+    pub(crate) name: String,
+}
+
+/// A log field's value, as it crosses (a [`LogValue`](plugbus_plugin_api::LogValue), owned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WireLogValue {
+    Str(String),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Debug(String),
 }
 
 /// An event a plugin publishes, as it crosses (the fields of an `OwnedEvent`).
@@ -163,12 +181,23 @@ pub(crate) enum FromChild {
         cause: Option<u64>,
         event: WireOwned,
     },
-    /// A log record of the plugin's.
+    /// A log record of the plugin's (the fields of a
+    /// [`LogRecord`](plugbus_plugin_api::LogRecord)).
     Log {
         level: u8,
         target: String,
+        module_path: String,
+        file: String,
+        line: u32,
         message: String,
-        fields: Vec<(String, String)>,
+        fields: Vec<(String, WireLogValue)>,
+    },
+    /// The answer to [`ToChild::Reconfigure`]: applied, or the plugin asks for a reload, or
+    /// an error.
+    Reconfigured {
+        id: u64,
+        applied: bool,
+        error: Option<WireError>,
     },
     /// Alive, and no call into the plugin has run longer than the hang limit.
     Beat,

@@ -220,6 +220,10 @@ fn run_worker(
                 });
                 panics.answer(result, done);
             }
+            Job::Reconfigure { config_json, reply } => {
+                let result = plugin.reconfigure(config_json.as_str().into()).into_result();
+                let _ = reply.send(result);
+            }
             Job::Stop(reply) => {
                 let result = plugin.stop().into_result();
                 drop(plugin);

@@ -199,6 +199,8 @@ impl PluginShared {
 }
 
 type Reply = oneshot::Sender<Result<(), PluginError>>;
+/// The answer to a reconfiguration: applied (`true`) or the plugin asks for a reload.
+type ReconfigureReply = oneshot::Sender<Result<bool, PluginError>>;
 
 /// Work for a plugin thread.
 enum Job {
@@ -208,6 +210,11 @@ enum Job {
         event: Event,
         payload: Arc<[u8]>,
         done: Completion,
+    },
+    /// Apply a new configuration (JSON) between two deliveries.
+    Reconfigure {
+        config_json: String,
+        reply: ReconfigureReply,
     },
     Stop(Reply),
 }
@@ -953,7 +960,11 @@ impl PluginManager {
         } else {
             self.inner.config.plugin_timeout(name)
         };
-        let sub_name = format!("{name}/{handler}");
+        let sub_name = if sub.name.is_empty() {
+            format!("{name}/{handler}")
+        } else {
+            format!("{name}/{}", sub.name)
+        };
         let route = Arc::new(Route {
             handler,
             filter: sub.filter.clone().into_option(),
@@ -1330,6 +1341,7 @@ mod tests {
                 .collect::<RVec<_>>(),
             filter: ROption::RNone,
             timeout_ms: 0,
+            name: RString::new(),
         }
     }
 

@@ -35,10 +35,10 @@ use std::time::{Duration, Instant};
 
 use plugbus::payload::PluginError as PluginErrorPayload;
 use plugbus::{context, Completion, Event, HandlerError};
-use plugbus_plugin_api::abi_stable::std_types::{RResult, RString, RVec, Tuple2};
+use plugbus_plugin_api::abi_stable::std_types::{RResult, RSlice, RString, RVec, Tuple2};
 use plugbus_plugin_api::{
-    AbiFilter, AbiHost, AbiSubscription, FilterCondition, FilterOp, KeyValue, OwnedEvent,
-    PluginError,
+    AbiFilter, AbiHost, AbiSubscription, FilterCondition, FilterOp, LogField,
+    LogRecord, LogValue, OwnedEvent, PluginError,
 };
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -46,13 +46,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::in_process::{Ready, WorkerEnv};
 use super::supervisor::RestartBudget;
-use super::{host_event, Inner, Job, Reply, Worker, MAX_SUBSCRIPTIONS};
+use super::{host_event, Inner, Job, ReconfigureReply, Reply, Worker, MAX_SUBSCRIPTIONS};
 use crate::bridge::PluginHost;
 use crate::config::{Config, ProcessLimits};
 use crate::error::{LoadError, LoadErrorKind};
 use crate::isolation::protocol::{
     read_frame, write_frame, Delivery, FromChild, Hello, Refusal, ToChild, WireError, WireEvent,
-    WireSubscription, BATCH_BYTES, BATCH_EVENTS, PROTOCOL_VERSION,
+    WireLogValue, WireSubscription, BATCH_BYTES, BATCH_EVENTS, PROTOCOL_VERSION,
 };
 use crate::isolation::{self, CHILD_ARG};
 use crate::loader::Library;
@@ -219,6 +219,12 @@ enum Control {
         id: u64,
         error: Option<WireError>,
     },
+    /// The answer to a reconfiguration.
+    Reconfigured {
+        id: u64,
+        applied: bool,
+        error: Option<WireError>,
+    },
     /// The channel closed (with the reason, if it broke rather than ended).
     Closed(Option<String>),
 }
@@ -261,7 +267,7 @@ impl Conn {
             tokio::select! {
                 msg = self.control.recv() => match msg {
                     Some(Control::Closed(_)) | None => return,
-                    Some(Control::Answer { .. }) => {}
+                    Some(Control::Answer { .. } | Control::Reconfigured { .. }) => {}
                 },
                 () = &mut until => return,
             }
@@ -531,7 +537,7 @@ impl Supervisor {
                 loop {
                     match conn.control.recv().await {
                         Some(Control::Answer { id: got, error }) if got == id => return Ok(error),
-                        Some(Control::Answer { .. }) => {}
+                        Some(Control::Answer { .. } | Control::Reconfigured { .. }) => {}
                         Some(Control::Closed(_)) | None => return Err(()),
                     }
                 }
@@ -651,8 +657,16 @@ impl Supervisor {
         let mut tick = tokio::time::interval((timeout / 10).max(Duration::from_millis(20)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut calls: HashMap<u64, (Reply, bool)> = HashMap::new();
-        let crashed = |calls: &mut HashMap<u64, (Reply, bool)>, reason: &str| {
+        let mut reconfigs: HashMap<u64, (ReconfigureReply, String)> = HashMap::new();
+        let crashed = |calls: &mut HashMap<u64, (Reply, bool)>,
+                       reconfigs: &mut HashMap<u64, (ReconfigureReply, String)>,
+                       reason: &str| {
             for (_, (reply, _)) in calls.drain() {
+                let _ = reply.send(Err(PluginError::permanent(format!(
+                    "plugin process ended: {reason}"
+                ))));
+            }
+            for (_, (reply, _)) in reconfigs.drain() {
                 let _ = reply.send(Err(PluginError::permanent(format!(
                     "plugin process ended: {reason}"
                 ))));
@@ -689,10 +703,28 @@ impl Supervisor {
                             let _ = reply.send(result);
                             return End::Stopped;
                         }
+                        Some(Job::Reconfigure { config_json, reply }) => {
+                            let id = self.call_id();
+                            conn.send(&ToChild::Reconfigure { id, config_json: config_json.clone() });
+                            reconfigs.insert(id, (reply, config_json));
+                        }
                         Some(Job::Handle { .. }) => {}
                     }
                 }
                 msg = conn.control.recv() => match msg {
+                    Some(Control::Reconfigured { id, applied, error }) => {
+                        if let Some((reply, config_json)) = reconfigs.remove(&id) {
+                            if applied && error.is_none() {
+                                // A child started after a crash gets the configuration the
+                                // plugin runs with now.
+                                self.config_json = config_json;
+                            }
+                            let _ = reply.send(match error {
+                                None => Ok(applied),
+                                Some(e) => Err(plugin_error(e)),
+                            });
+                        }
+                    }
                     Some(Control::Answer { id, error }) => {
                         if let Some((reply, is_start)) = calls.remove(&id) {
                             if is_start && error.is_none() {
@@ -717,7 +749,7 @@ impl Supervisor {
                             Some(why) => format!("{status} (its channel broke: {why})"),
                             None => status,
                         };
-                        crashed(&mut calls, &reason);
+                        crashed(&mut calls, &mut reconfigs, &reason);
                         return End::Crashed(reason);
                     }
                 },
@@ -727,7 +759,7 @@ impl Supervisor {
                         Err(e) => format!("cannot wait for it: {e}"),
                     };
                     conn.drain_reader().await;
-                    crashed(&mut calls, &reason);
+                    crashed(&mut calls, &mut reconfigs, &reason);
                     return End::Crashed(reason);
                 }
                 _ = tick.tick() => {
@@ -735,7 +767,7 @@ impl Supervisor {
                         let status = conn.kill(Duration::from_secs(1)).await;
                         conn.drain_reader().await;
                         let reason = format!("no heartbeat for {}: killed ({status})", humantime::format_duration(timeout));
-                        crashed(&mut calls, &reason);
+                        crashed(&mut calls, &mut reconfigs, &reason);
                         return End::Crashed(reason);
                     }
                 }
@@ -755,7 +787,7 @@ impl Supervisor {
                         Some(Control::Answer { id: got, error }) if got == id => {
                             return Some(error)
                         }
-                        Some(Control::Answer { .. }) => {}
+                        Some(Control::Answer { .. } | Control::Reconfigured { .. }) => {}
                         Some(Control::Closed(_)) | None => return None,
                     }
                 }
@@ -883,6 +915,9 @@ impl Supervisor {
                 Job::Start(reply) => {
                     let _ = reply.send(Err(PluginError::permanent(message.clone())));
                 }
+                Job::Reconfigure { reply, .. } => {
+                    let _ = reply.send(Err(PluginError::permanent(message.clone())));
+                }
                 Job::Stop(reply) => {
                     let _ = reply.send(Ok(()));
                     return;
@@ -935,6 +970,17 @@ fn delivery(seq: u64, handler: u32, event: &Event, payload: &[u8]) -> Result<Del
     })
 }
 
+fn log_value(value: &WireLogValue) -> LogValue<'_> {
+    match value {
+        WireLogValue::Str(s) => LogValue::Str(s.as_str().into()),
+        WireLogValue::Debug(s) => LogValue::Debug(s.as_str().into()),
+        WireLogValue::I64(v) => LogValue::I64(*v),
+        WireLogValue::U64(v) => LogValue::U64(*v),
+        WireLogValue::F64(v) => LogValue::F64(*v),
+        WireLogValue::Bool(v) => LogValue::Bool(*v),
+    }
+}
+
 fn plugin_error(error: WireError) -> PluginError {
     match error {
         WireError::Retryable(m) => PluginError::Retryable(m.into()),
@@ -976,6 +1022,7 @@ fn abi_subscription(sub: WireSubscription) -> Result<AbiSubscription, String> {
         patterns: sub.patterns.into_iter().map(RString::from).collect(),
         filter: filter.into(),
         timeout_ms: sub.timeout_ms,
+        name: sub.name.into(),
     })
 }
 
@@ -1062,12 +1109,29 @@ impl Reader {
             FromChild::Log {
                 level,
                 target,
+                module_path,
+                file,
+                line,
                 message,
                 fields,
             } => {
-                let fields: Vec<KeyValue<'_>> =
-                    fields.iter().map(|(k, v)| KeyValue::new(k, v)).collect();
-                log_forward::forward(&self.name, level, &target, &message, &fields);
+                let fields: Vec<LogField<'_>> = fields
+                    .iter()
+                    .map(|(k, v)| LogField {
+                        key: k.as_str().into(),
+                        value: log_value(v),
+                    })
+                    .collect();
+                let record = LogRecord {
+                    level,
+                    target: target.as_str().into(),
+                    module_path: module_path.as_str().into(),
+                    file: file.as_str().into(),
+                    line,
+                    message: message.as_str().into(),
+                    fields: RSlice::from_slice(&fields),
+                };
+                log_forward::forward_record(&self.name, &record);
             }
             FromChild::Beat => {
                 let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -1075,6 +1139,9 @@ impl Reader {
             }
             FromChild::Answer { id, error } => {
                 let _ = self.control.send(Control::Answer { id, error });
+            }
+            FromChild::Reconfigured { id, applied, error } => {
+                let _ = self.control.send(Control::Reconfigured { id, applied, error });
             }
             FromChild::Ready { .. } | FromChild::LoadFailed { .. } => {
                 tracing::debug!(plugin = %self.name, "a handshake frame after the handshake; ignored");
