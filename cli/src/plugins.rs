@@ -199,6 +199,7 @@ pub(crate) async fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyho
             match &i.result {
                 Ok(()) => {
                     println!("status:      compatible");
+                    print_schema(i.schema.as_ref());
                     Ok(Finish::Clean)
                 }
                 Err(e) => {
@@ -211,6 +212,44 @@ pub(crate) async fn plugins(config: Option<&Path>, cmd: PluginsCommand) -> anyho
             }
         }
     }
+}
+
+/// The `config` keys a plugin declares, as a table under the inspection.
+fn print_schema(schema: Option<&plugbus_plugin_api::ConfigSchema>) {
+    let Some(schema) = schema else {
+        println!("config:      no schema declared (the plugin checks its own table)");
+        return;
+    };
+    if schema.keys.is_empty() {
+        println!("config:      none (the plugin takes no configuration)");
+        return;
+    }
+    println!(
+        "config:      {} keys{}, in [plugin.<name>.config]",
+        schema.keys.len(),
+        if schema.deny_unknown {
+            "; unknown keys refused"
+        } else {
+            ""
+        }
+    );
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["key", "type", "default", "help"]);
+    for key in &schema.keys {
+        let default = match (&key.default, key.required) {
+            (_, true) => "(required)".to_owned(),
+            (Some(value), false) => value.to_string(),
+            (None, false) => "-".to_owned(),
+        };
+        t.add_row(vec![
+            key.name.clone(),
+            key.kind.to_string(),
+            default,
+            key.help.clone(),
+        ]);
+    }
+    println!("{t}");
 }
 
 /// `plugins check`: every configured plugin loaded, constructed, started and stopped, with

@@ -24,6 +24,8 @@ pub(crate) struct Session {
     /// The NATS bridge, when the config has `[bridge.nats]`.
     bridge: Option<crate::bridge::Bridge>,
     _watcher: Option<Watcher>,
+    /// With hot-plug on and a config file: its changed plugin tables reach the plugins.
+    _config_watcher: Option<plugbus_host::ConfigWatcher>,
 }
 
 /// Everything the summary prints, gathered before and after shutdown.
@@ -153,6 +155,14 @@ impl Session {
         } else {
             None
         };
+        let config_watcher = match config_path {
+            Some(path) if watch => Some(
+                manager
+                    .watch_config(path)
+                    .context("watching the configuration file")?,
+            ),
+            _ => None,
+        };
         Ok(Session {
             bus,
             manager,
@@ -163,6 +173,7 @@ impl Session {
             required,
             bridge,
             _watcher: watcher,
+            _config_watcher: config_watcher,
         })
     }
 

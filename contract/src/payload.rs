@@ -104,6 +104,21 @@ pub struct ConfigChanged {
     /// The keys whose values changed, dotted (`bus.timeout`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_keys: Vec<String>,
+    /// Plugins that applied their new `config` table without a reload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reconfigured: Vec<String>,
+    /// Plugins reloaded to apply their new `config` table (they do not reconfigure in place).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reloaded: Vec<String>,
+    /// Plugins whose new table was refused, each `name: reason`; they keep the old one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+    /// Changed keys that take effect only when the host starts again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
+    /// Why nothing was applied, when the new file could not be read or is invalid.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 typed!(ConfigChanged, types::CONFIG_CHANGED, System);
 

@@ -370,6 +370,7 @@ impl LoadError {
             | LoadErrorKind::Subscriptions { .. }
             | LoadErrorKind::ThreadFailed { .. }
             | LoadErrorKind::ChildProcess { .. } => "construct",
+            LoadErrorKind::InvalidConfig { .. } => "config",
             _ => "load",
         }
     }
@@ -576,6 +577,25 @@ pub enum LoadErrorKind {
         /// How long the host waited.
         after: std::time::Duration,
     },
+    /// The plugin's `[plugin.<name>].config` table does not match the schema the plugin
+    /// declares; the plugin was not constructed.
+    #[error("configuration of '{name}' does not match its schema: {}", problems.join("; "))]
+    InvalidConfig {
+        /// The plugin's declared name.
+        name: String,
+        /// Each problem: `key 'threshold': expected an integer from 0 to 4294967295, got the
+        /// string "many"`.
+        problems: Vec<String>,
+    },
+    /// The plugin's declared configuration schema cannot be read (not the JSON of a
+    /// schema, or its function panicked).
+    #[error("the configuration schema of '{name}' cannot be read: {detail}")]
+    BadSchema {
+        /// The plugin's declared name.
+        name: String,
+        /// Why.
+        detail: String,
+    },
 }
 
 impl LoadErrorKind {
@@ -590,6 +610,8 @@ impl LoadErrorKind {
             | LoadErrorKind::ThreadFailed { name, .. }
             | LoadErrorKind::ChildProcess { name, .. }
             | LoadErrorKind::ConstructorTimedOut { name, .. }
+            | LoadErrorKind::InvalidConfig { name, .. }
+            | LoadErrorKind::BadSchema { name, .. }
             | LoadErrorKind::AmbiguousName { name, .. }
             | LoadErrorKind::Impostor { name, .. } => Some(name),
             // A pin by plugin name is checked once the name is known: the table was matched.
@@ -639,6 +661,14 @@ pub enum ManagerError {
     /// The plugin's `start` failed.
     #[error("plugin '{name}' failed to start: {error}")]
     Start {
+        /// The plugin.
+        name: String,
+        /// The plugin's error, `<kind>: <message>`.
+        error: String,
+    },
+    /// The plugin refused a new configuration; it keeps running with the old one.
+    #[error("plugin '{name}' refused its new configuration (it keeps the old one): {error}")]
+    Reconfigure {
         /// The plugin.
         name: String,
         /// The plugin's error, `<kind>: <message>`.

@@ -37,6 +37,7 @@ pub mod bridge;
 mod bus_setup;
 pub mod config;
 pub mod elf;
+pub mod config_watch;
 pub mod error;
 pub mod flows;
 pub mod isolation;
@@ -68,7 +69,8 @@ pub use error::{
 pub use loader::{inspect, inspect_with_policy, Inspection, PluginMeta};
 pub use manager::{
     DeclaredSubscription, LoadReport, ManagerOptions, PluginCounters, PluginManager, PluginState,
-    PluginStatus,
+    PluginStatus, Reconfigured,
 };
+pub use config_watch::ConfigWatcher;
 pub use trust::{TrustPolicy, TrustedFile};
 pub use watch::Watcher;

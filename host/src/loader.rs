@@ -39,7 +39,8 @@ use std::path::{Path, PathBuf};
 use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError};
 use abi_stable::std_types::RResult;
 use plugbus_plugin_api::{
-    abi_compatible, HostBox, PluginBox, PluginError, PluginInfo, PluginMod_Ref, ABI_VERSION,
+    abi_compatible, ConfigSchema, HostBox, PluginBox, PluginError, PluginInfo, PluginMod_Ref,
+    ABI_VERSION,
 };
 
 use crate::error::{LoadError, LoadErrorKind};
@@ -87,6 +88,8 @@ pub struct Library {
     pub meta: PluginMeta,
     /// SHA-256 of the mapped file, lowercase hex (used to notice changed files).
     pub sha256: String,
+    /// The configuration schema the plugin declares (interface 0.4), if any.
+    pub schema: Option<ConfigSchema>,
 }
 
 impl std::fmt::Debug for Library {
@@ -372,6 +375,7 @@ pub fn load_trusted_unless(
     drop(bytes);
     let module = init_root_module(path, header)?;
     let meta = check_interface(path, &module, Some((policy, trusted)))?;
+    let schema = read_schema(path, &module, &meta)?;
     tracing::debug!(path = %path.display(), plugin = %meta.name, version = %meta.version, "plugin library loaded");
     Ok(Library {
         path: path.to_path_buf(),
@@ -379,6 +383,60 @@ pub fn load_trusted_unless(
         module,
         meta,
         sha256,
+        schema,
+    })
+}
+
+/// The configuration schema a plugin declares: `None` when it declares none.
+///
+/// # Errors
+/// [`LoadErrorKind::BadSchema`]: the schema function failed or panicked, or its text is not
+/// the JSON of a [`ConfigSchema`].
+pub fn read_schema(
+    path: &Path,
+    module: &PluginMod_Ref,
+    meta: &PluginMeta,
+) -> Result<Option<ConfigSchema>, LoadError> {
+    let bad = |detail: String| {
+        LoadError::new(
+            path,
+            LoadErrorKind::BadSchema {
+                name: meta.name.clone(),
+                detail,
+            },
+        )
+    };
+    let Some(read) = module.config_schema() else {
+        return Ok(None);
+    };
+    let text = match read() {
+        RResult::ROk(text) => text,
+        RResult::RErr(error) => return Err(bad(error.to_string())),
+    };
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text.as_str())
+        .map(Some)
+        .map_err(|e| bad(format!("not a schema: {e}")))
+}
+
+/// The plugin's configuration checked against its declared schema, if it declares one.
+///
+/// # Errors
+/// [`LoadErrorKind::InvalidConfig`] with every problem.
+pub fn check_config(library: &Library, config: &serde_json::Value) -> Result<(), LoadError> {
+    let Some(schema) = &library.schema else {
+        return Ok(());
+    };
+    schema.check(config).map_err(|problems| {
+        LoadError::new(
+            &library.path,
+            LoadErrorKind::InvalidConfig {
+                name: library.meta.name.clone(),
+                problems: problems.iter().map(ToString::to_string).collect(),
+            },
+        )
     })
 }
 
@@ -467,6 +525,8 @@ pub struct Inspection {
     pub path: PathBuf,
     /// What the plugin declares, when the library got that far.
     pub meta: Option<PluginMeta>,
+    /// The configuration schema it declares, when it declares one and the checks passed.
+    pub schema: Option<ConfigSchema>,
     /// SHA-256 of the file, lowercase hex, when it could be read.
     pub sha256: Option<String>,
     /// `Ok` if the host could load it; otherwise the first phase that failed.
@@ -494,19 +554,28 @@ pub fn inspect(path: &Path) -> Inspection {
         .map(|module| {
             let info = (module.info())();
             let meta = PluginMeta::from_info(&info);
-            let checked = check_interface(path, &module, None).map(|_| ());
+            let checked = check_interface(path, &module, None)
+                .and_then(|meta| read_schema(path, &module, &meta));
             (meta, checked)
         });
     match result {
-        Ok((meta, checked)) => Inspection {
-            path: path.to_path_buf(),
-            meta: Some(meta),
-            sha256,
-            result: checked,
-        },
+        Ok((meta, checked)) => {
+            let (schema, result) = match checked {
+                Ok(schema) => (schema, Ok(())),
+                Err(err) => (None, Err(err)),
+            };
+            Inspection {
+                path: path.to_path_buf(),
+                meta: Some(meta),
+                schema,
+                sha256,
+                result,
+            }
+        }
         Err(err) => Inspection {
             path: path.to_path_buf(),
             meta: None,
+            schema: None,
             sha256,
             result: Err(err),
         },
@@ -532,6 +601,7 @@ pub fn inspect_with_policy_unless(
             path: path.to_path_buf(),
             sha256: Some(library.sha256.clone()),
             meta: Some(library.meta),
+            schema: library.schema,
             result: Ok(()),
         },
         // Refused before the host mapped it: it is not mapped to say more.
@@ -543,6 +613,7 @@ pub fn inspect_with_policy_unless(
         ) => Inspection {
             path: path.to_path_buf(),
             meta: None,
+            schema: None,
             sha256: sha256_of(path),
             result: Err(err),
         },
@@ -561,6 +632,7 @@ fn inspect_if_trusted(policy: &TrustPolicy, path: &Path) -> Inspection {
         Err(_) => Inspection {
             path: path.to_path_buf(),
             meta: None,
+            schema: None,
             sha256: sha256_of(path),
             result: Ok(()),
         },

@@ -112,6 +112,7 @@ use crate::{
     error::PluginError,
     export::ExportedPlugin,
     facade::{host_box, AbiHost, OwnedEvent},
+    schema::ConfigSchema,
     plugin::PluginBox,
     refusal::{PublishRefusal, RefusalKind},
     subscription::AbiSubscription,
@@ -170,9 +171,11 @@ pub struct LogRecord {
     pub level: u8,
     /// The target (module path inside the plugin).
     pub target: String,
+    /// The module path of the call site (empty when the plugin used `HostHandle::log`).
+    pub module_path: String,
     /// The message.
     pub message: String,
-    /// The other fields.
+    /// The other fields, as text (numbers and booleans in their usual form).
     pub fields: Vec<(String, String)>,
 }
 
@@ -378,10 +381,25 @@ impl AbiHost for HostImpl {
         lock(&self.0.logs).push(LogRecord {
             level,
             target: target.as_str().to_owned(),
+            module_path: String::new(),
             message: message.as_str().to_owned(),
             fields: fields
                 .iter()
                 .map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().to_owned()))
+                .collect(),
+        });
+    }
+
+    fn log_record(&self, record: &crate::facade::LogRecord<'_>) {
+        lock(&self.0.logs).push(LogRecord {
+            level: record.level,
+            target: record.target.as_str().to_owned(),
+            module_path: record.module_path.as_str().to_owned(),
+            message: record.message.as_str().to_owned(),
+            fields: record
+                .fields
+                .iter()
+                .map(|f| (f.key.as_str().to_owned(), f.value.to_string()))
                 .collect(),
         });
     }
@@ -432,17 +450,41 @@ impl FakeHost {
         FakeHost::default()
     }
 
-    /// Loads plugin `P` the way a host does: root module, `info`, `new(host, config)`, then
-    /// `subscriptions()`.
+    /// Loads plugin `P` the way a host does: root module, `info`, its config schema (the
+    /// table is checked against it, as the host does, before `new` sees it),
+    /// `new(host, config)`, then `subscriptions()`.
     ///
     /// # Errors
-    /// Whatever `new` or `subscriptions` returned, panics included as [`PluginError::Panicked`].
+    /// [`PluginError::Config`] naming every key that fails the schema, in the host's words;
+    /// whatever `new` or `subscriptions` returned, panics included as
+    /// [`PluginError::Panicked`].
     pub fn load<P: ExportedPlugin>(
         &self,
         config: serde_json::Value,
     ) -> Result<LoadedPlugin, PluginError> {
         let module = P::root_module();
         let info = (module.info())();
+        let schema = match module.config_schema() {
+            None => None,
+            Some(read) => {
+                let text = read().into_result()?;
+                if text.trim().is_empty() {
+                    None
+                } else {
+                    Some(
+                        serde_json::from_str::<ConfigSchema>(text.as_str()).map_err(|e| {
+                            PluginError::config(format_args!(
+                                "the configuration schema of '{}' cannot be read: not a schema: {e}",
+                                info.name
+                            ))
+                        })?,
+                    )
+                }
+            }
+        };
+        if let Some(schema) = &schema {
+            check_against(schema, info.name.as_str(), &config)?;
+        }
         let config_json = config.to_string();
         let host = host_box(HostImpl(Arc::clone(&self.shared)));
         let plugin = (module.new())(host, config_json.as_str().into()).into_result()?;
@@ -451,6 +493,7 @@ impl FakeHost {
             info,
             plugin,
             subscriptions,
+            schema,
             shared: Arc::clone(&self.shared),
         })
     }
@@ -544,7 +587,23 @@ pub struct LoadedPlugin {
     info: PluginInfo,
     plugin: PluginBox,
     subscriptions: Vec<AbiSubscription>,
+    schema: Option<ConfigSchema>,
     shared: Arc<Shared>,
+}
+
+/// The host's check of a table against a schema, in the host's words.
+fn check_against(
+    schema: &ConfigSchema,
+    name: &str,
+    config: &serde_json::Value,
+) -> Result<(), PluginError> {
+    schema.check(config).map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        PluginError::config(format_args!(
+            "configuration of '{name}' does not match its schema: {}",
+            problems.join("; ")
+        ))
+    })
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -565,6 +624,39 @@ impl LoadedPlugin {
     /// What the plugin's `subscriptions` returned at load.
     pub fn subscriptions(&self) -> &[AbiSubscription] {
         &self.subscriptions
+    }
+
+    /// The configuration schema the plugin declares, if any.
+    pub fn config_schema(&self) -> Option<&ConfigSchema> {
+        self.schema.as_ref()
+    }
+
+    /// Gives the running instance a new configuration, as the host does when the config file
+    /// changes: checked against the schema first, then `reconfigure`.
+    /// [`Reconfigure::Reload`](crate::Reconfigure::Reload) means the host would build a new
+    /// instance from it (do that with [`FakeHost::load`]).
+    ///
+    /// # Errors
+    /// [`PluginError::Config`] for a table that fails the schema; the plugin's error.
+    pub fn reconfigure(
+        &mut self,
+        config: serde_json::Value,
+    ) -> Result<crate::Reconfigure, PluginError> {
+        if let Some(schema) = &self.schema {
+            check_against(schema, self.info.name.as_str(), &config)?;
+        }
+        let json = config.to_string();
+        let applied = self.plugin.reconfigure(json.as_str().into()).into_result()?;
+        Ok(if applied {
+            crate::Reconfigure::Applied
+        } else {
+            crate::Reconfigure::Reload
+        })
+    }
+
+    /// The subscription named `name`, if one is.
+    pub fn subscription_named(&self, name: &str) -> Option<&AbiSubscription> {
+        self.subscriptions.iter().find(|s| s.name.as_str() == name)
     }
 
     /// Calls `start`.

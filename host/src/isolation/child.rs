@@ -527,5 +527,7 @@ fn open(hello: &Hello) -> Result<Library, String> {
         module,
         meta,
         sha256,
+        // The host checked the configuration against the schema before starting the child.
+        schema: None,
     })
 }

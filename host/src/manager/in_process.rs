@@ -239,8 +239,8 @@ fn run_worker(
 }
 
 /// The outcome of a lifecycle call on a plugin thread.
-pub(super) enum CallResult {
-    Done(Result<(), PluginError>),
+pub(super) enum CallResult<T = ()> {
+    Done(Result<T, PluginError>),
     TimedOut,
     Gone,
 }
@@ -255,6 +255,28 @@ pub(super) async fn call(
     let job = make(reply);
     let exchange = async {
         if tx.send(job).is_err() {
+            return CallResult::Gone;
+        }
+        match answer.await {
+            Ok(result) => CallResult::Done(result),
+            Err(_) => CallResult::Gone,
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(CallResult::TimedOut)
+}
+
+/// Sends a new configuration to a plugin's thread (or child) and waits for its answer, at
+/// most `timeout`: `true` if the instance applied it, `false` if it asks for a reload.
+pub(super) async fn call_reconfigure(
+    tx: &mpsc::UnboundedSender<Job>,
+    config_json: String,
+    timeout: Duration,
+) -> CallResult<bool> {
+    let (reply, answer) = oneshot::channel();
+    let exchange = async {
+        if tx.send(Job::Reconfigure { config_json, reply }).is_err() {
             return CallResult::Gone;
         }
         match answer.await {

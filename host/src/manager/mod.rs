@@ -58,6 +58,7 @@
 //! order. Dropping the last manager handle without that removes the subscriptions and lets
 //! each plugin thread stop its plugin and end.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -80,6 +81,7 @@ use crate::loader::{self, Library};
 
 mod in_process;
 mod process;
+mod reconfigure;
 mod route;
 mod status;
 mod supervisor;
@@ -88,6 +90,7 @@ use crate::trust::{TrustPolicy, TrustedFile};
 use in_process::{call, spawn_worker, CallResult, WorkerEnv};
 use route::{given_up, interest_of, Route};
 pub(crate) use status::Counters;
+pub use reconfigure::Reconfigured;
 pub use status::{DeclaredSubscription, LoadReport, PluginCounters, PluginState, PluginStatus};
 
 /// Most deliveries one plugin subscription keeps open at once (each is a job in the plugin's
@@ -290,11 +293,32 @@ pub(crate) struct Inner {
     /// Serializes lifecycle operations (load, start, stop, unload, reload).
     ops: tokio::sync::Mutex<()>,
     next_instance: AtomicU64,
+    /// Plugin configurations applied since the manager was built (by
+    /// [`PluginManager::reconfigure`]), overriding `config`'s tables; a reload uses them.
+    plugin_configs: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 impl Inner {
     fn entries(&self) -> MutexGuard<'_, Vec<Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration plugin `name` runs (or will run) with.
+    fn plugin_config(&self, name: &str) -> serde_json::Value {
+        let applied = self
+            .plugin_configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned();
+        applied.unwrap_or_else(|| self.config.plugin(name).config_json())
+    }
+
+    fn set_plugin_config(&self, name: &str, config: serde_json::Value) {
+        self.plugin_configs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), config);
     }
 }
 
@@ -363,6 +387,7 @@ impl PluginManager {
                 entries: Mutex::new(Vec::new()),
                 ops: tokio::sync::Mutex::new(()),
                 next_instance: AtomicU64::new(1),
+                plugin_configs: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -743,7 +768,14 @@ impl PluginManager {
             &counters,
             self.inner.config.plugin_timeout(&name),
         );
-        let config_json = self.inner.config.plugin(&name).config_json().to_string();
+        let config = self.inner.plugin_config(&name);
+        // The table is checked against the schema the plugin declares before any of its
+        // code sees it.
+        if let Err(err) = loader::check_config(&library, &config) {
+            self.report_load_error_named(&err, &library).await;
+            return Err(err.into());
+        }
+        let config_json = config.to_string();
         let panics = WorkerEnv {
             shared: Arc::clone(&shared),
             manager: Arc::downgrade(&self.inner),

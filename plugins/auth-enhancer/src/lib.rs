@@ -113,7 +113,8 @@ use plugbus_plugin_api::contract::payload::{
 };
 use plugbus_plugin_api::contract::types;
 use plugbus_plugin_api::{
-    export_plugin, parse_config, Event, HostHandle, Plugin, PluginError, Subscription,
+    export_plugin, parse_config, Event, HostHandle, Plugin, PluginError, Reconfigure,
+    Subscription,
 };
 use serde::Deserialize;
 use state::{FailureWindow, UserState};
@@ -708,6 +709,32 @@ impl Plugin for AuthEnhancer {
             types::USER_LOGIN_FAILED,
             types::USER_LOGOUT,
         ])]
+    }
+
+    /// Thresholds, windows and the new-address switch change in place, the state kept (a
+    /// shorter window applies to the failures already counted). The session cap, the case
+    /// rule and the table sizes shape the tables themselves: changing them reloads the plugin.
+    fn reconfigure(&mut self, config: serde_json::Value) -> Result<Reconfigure, PluginError> {
+        let config: Config = parse_config(NAME, config)?;
+        config.validate()?;
+        let reshapes = config.max_sessions != self.config.max_sessions
+            || config.case_insensitive_users != self.config.case_insensitive_users
+            || config.max_tracked != self.config.max_tracked;
+        if reshapes {
+            return Ok(Reconfigure::Reload);
+        }
+        self.window = window_nanos(config.failure_window_secs).unwrap_or(i64::MAX);
+        self.prefix_window = window_nanos(config.prefix_window_secs).unwrap_or(i64::MAX);
+        tracing::info!(
+            max_failures = config.max_failures,
+            failure_window_secs = config.failure_window_secs,
+            alert_new_address = config.alert_new_address,
+            max_prefix_failures = config.max_prefix_failures,
+            prefix_window_secs = config.prefix_window_secs,
+            "auth enhancer reconfigured"
+        );
+        self.config = config;
+        Ok(Reconfigure::Applied)
     }
 
     fn start(&mut self) -> Result<(), PluginError> {
