@@ -148,6 +148,10 @@ pub use filter::{filter_matches, AbiFilter, Filter, FilterCondition, FilterOp};
 pub use handlers::{HandlerFn, Handlers};
 pub use plugin::{AbiPlugin, Plugin, PluginBox, Reconfigure};
 pub use schema::{ConfigKey, ConfigProblem, ConfigSchema, ConfigType, DescribeConfig, ValueKind};
+/// `#[derive(ConfigSchema)]`: [`DescribeConfig`] and [`ConfigType`] for a serde config struct
+/// (feature `derive`, on by default; see [`schema`]).
+#[cfg(feature = "derive")]
+pub use plugbus_plugin_api_derive::ConfigSchema;
 pub use refusal::{PublishError, PublishRefusal, RefusalKind};
 pub use subscription::{validate_subscription_name, AbiSubscription, Subscription};
 pub use view::{format_uuid, Event, EventView, KeyValue};
