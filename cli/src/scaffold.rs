@@ -160,21 +160,25 @@ panic = "unwind"
 const LIB_RS: &str = r##"//! plugbus plugin `{name}`: counts `user.login` events and publishes `{name}.milestone`
 //! every `every` logins.
 //!
-//! The host calls `handle` on the plugin's own thread, one event at a time, in order; a panic
-//! anywhere is caught at the boundary and reported, never taking the host down. Events
+//! The host calls the handler on the plugin's own thread, one event at a time, in order; a
+//! panic anywhere is caught at the boundary and reported, never taking the host down. Events
 //! published while handling one carry it as their cause.
 
 use plugbus_plugin_api::contract::Category;
 use plugbus_plugin_api::serde_json::{json, Value};
 use plugbus_plugin_api::{
-    export_plugin, parse_config, Event, EventDraft, HostHandle, Plugin, PluginError, Subscription,
+    export_plugin, parse_config, ConfigSchema, DescribeConfig, Event, EventDraft, Handlers,
+    HostHandle, Plugin, PluginError, Reconfigure, Subscription,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The plugin's configuration: the `config` table of `[plugin.{name}]` in `plugbus.toml`.
-/// Every key has a default (`#[serde(default)]`), and a misspelled key is an error that names
-/// it (`deny_unknown_fields`).
-#[derive(Debug, Clone, Deserialize)]
+///
+/// Every key has a default (`#[serde(default)]`) and a misspelled key is an error
+/// (`deny_unknown_fields`). `ConfigSchema` derives the schema the host shows in
+/// `plugbus plugins inspect` and checks the table against before `new`: each field's doc
+/// comment is its line of help.
+#[derive(Debug, Clone, Deserialize, Serialize, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Publish a milestone every this many logins (at least 1).
@@ -187,6 +191,19 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Parses and checks what the schema cannot say.
+    fn parse(config: Value) -> Result<Self, PluginError> {
+        let config: Config = parse_config("{name}", config)?;
+        if config.every == 0 {
+            return Err(PluginError::config(format_args!(
+                "invalid configuration for plugin '{name}': key 'every': must be at least 1"
+            )));
+        }
+        Ok(config)
+    }
+}
+
 /// The plugin.
 #[derive(Debug)]
 pub struct {Type} {
@@ -195,31 +212,8 @@ pub struct {Type} {
     logins: u64,
 }
 
-impl Plugin for {Type} {
-    const NAME: &'static str = "{name}";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "counts logins and publishes a milestone every N of them";
-
-    fn new(host: HostHandle, config: Value) -> Result<Self, PluginError> {
-        let config: Config = parse_config(Self::NAME, config)?;
-        if config.every == 0 {
-            return Err(PluginError::config(format_args!(
-                "invalid configuration for plugin '{}': key 'every': must be at least 1",
-                Self::NAME
-            )));
-        }
-        Ok({Type} {
-            host,
-            config,
-            logins: 0,
-        })
-    }
-
-    fn subscriptions(&self) -> Vec<Subscription> {
-        vec![Subscription::to_types(["user.login"])]
-    }
-
-    fn handle(&mut self, _handler: u32, _event: &Event<'_>) -> Result<(), PluginError> {
+impl {Type} {
+    fn on_login(&mut self, _event: &Event<'_>) -> Result<(), PluginError> {
         self.logins += 1;
         if self.logins % self.config.every == 0 {
             // A refused publish (the host's queue full, the host stopping) is an error of
@@ -233,6 +227,39 @@ impl Plugin for {Type} {
     }
 }
 
+impl Plugin for {Type} {
+    const NAME: &'static str = "{name}";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "counts logins and publishes a milestone every N of them";
+
+    fn config_schema() -> Option<ConfigSchema> {
+        Some(Config::config_schema())
+    }
+
+    fn new(host: HostHandle, config: Value) -> Result<Self, PluginError> {
+        Ok({Type} {
+            host,
+            config: Config::parse(config)?,
+            logins: 0,
+        })
+    }
+
+    /// One subscription, named (the host's tables show `{name}/logins`), with its handler.
+    fn handlers(&self) -> Handlers<Self> {
+        Handlers::new().on(
+            Subscription::to_types(["user.login"]).named("logins"),
+            Self::on_login,
+        )
+    }
+
+    /// A changed `every` applies in place when the config file changes (with hot-plug on):
+    /// the count so far is kept.
+    fn reconfigure(&mut self, config: Value) -> Result<Reconfigure, PluginError> {
+        self.config = Config::parse(config)?;
+        Ok(Reconfigure::Applied)
+    }
+}
+
 export_plugin!({Type});
 
 #[cfg(test)]
@@ -240,14 +267,17 @@ mod tests {
     use super::*;
     use plugbus_plugin_api::testing::{FakeHost, TestEvent};
 
+    fn login() -> TestEvent {
+        TestEvent::new("user.login", Category::Business, r#"{"user_id":"alice"}"#)
+    }
+
     #[test]
     fn publishes_a_milestone_every_n_logins() {
         let host = FakeHost::new();
         let mut plugin = host.load::<{Type}>(json!({ "every": 2 })).expect("loads");
         plugin.start().expect("starts");
-        let login = TestEvent::new("user.login", Category::Business, r#"{"user_id":"alice"}"#);
         for _ in 0..5 {
-            for (_, result) in plugin.deliver(&login) {
+            for (_, result) in plugin.deliver(&login()) {
                 result.expect("handled");
             }
         }
@@ -261,10 +291,28 @@ mod tests {
     #[test]
     fn a_bad_config_names_the_key() {
         let host = FakeHost::new();
-        let err = host.load::<{Type}>(json!({ "every": 0 })).unwrap_err();
-        assert!(err.to_string().contains("every"), "{err}");
+        // Refused by the schema, as the host refuses it, before `new` runs.
+        let err = host.load::<{Type}>(json!({ "every": "often" })).unwrap_err();
+        assert!(err.to_string().contains("key 'every': expected an integer"), "{err}");
         let err = host.load::<{Type}>(json!({ "evry": 3 })).unwrap_err();
-        assert!(err.to_string().contains("evry"), "{err}");
+        assert!(err.to_string().contains("key 'evry': unknown key"), "{err}");
+        // Refused by the plugin's own check.
+        let err = host.load::<{Type}>(json!({ "every": 0 })).unwrap_err();
+        assert!(err.to_string().contains("must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn reconfigures_in_place() {
+        let host = FakeHost::new();
+        let mut plugin = host.load::<{Type}>(json!({ "every": 10 })).expect("loads");
+        for _ in 0..3 {
+            plugin.deliver(&login());
+        }
+        let applied = plugin.reconfigure(json!({ "every": 4 })).expect("reconfigured");
+        assert_eq!(applied, Reconfigure::Applied);
+        plugin.deliver(&login());
+        assert_eq!(host.published().len(), 1, "the count was kept");
+        assert!(plugin.reconfigure(json!({ "every": 0 })).is_err());
     }
 }
 "##;
@@ -281,12 +329,16 @@ mkdir -p plugins && cp target/release/lib{lib}.so plugins/
 echo '{"type":"user.login","data":{"user_id":"alice"}}' | plugbus run -p plugins
 ```
 
-Configure it in `plugbus.toml`:
+Configure it in `plugbus.toml` (`plugbus plugins inspect` lists the keys, from the schema
+`#[derive(ConfigSchema)]` makes of `Config`):
 
 ```toml
 [plugin.{name}]
 config = { every = 10 }
 ```
+
+With `[plugins] watch = true`, a change of that table reaches the running plugin through
+`reconfigure`, its count kept.
 
 Things to know:
 - Build with `panic = "unwind"` (set in Cargo.toml): the host refuses abort builds.

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher as _};
 
@@ -107,23 +107,29 @@ impl PluginManager {
             .name("plugbus-config-watch".to_owned())
             .spawn(move || {
                 let mut last = baseline;
-                let mut dirty = false;
+                // The quiet period counts from the last change of the file itself: events of
+                // other files in the folder, and reads of any (ours included), never put it
+                // off.
+                let mut due: Option<Instant> = None;
                 loop {
-                    let next = if dirty {
-                        rx.recv_timeout(debounce)
-                    } else {
-                        rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                    let next = match due {
+                        Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                     };
                     match next {
                         Ok(Ok(event)) => {
-                            dirty |= event
-                                .paths
-                                .iter()
-                                .any(|p| p.file_name() == Some(file_name.as_os_str()));
+                            let ours = !matches!(event.kind, notify::EventKind::Access(_))
+                                && event
+                                    .paths
+                                    .iter()
+                                    .any(|p| p.file_name() == Some(file_name.as_os_str()));
+                            if ours {
+                                due = Some(Instant::now() + debounce);
+                            }
                         }
                         Ok(Err(err)) => tracing::warn!(error = %err, "config file watcher error"),
                         Err(RecvTimeoutError::Timeout) => {
-                            dirty = false;
+                            due = None;
                             let Some(inner) = manager.upgrade() else {
                                 return;
                             };

@@ -36,8 +36,8 @@ pub mod audit;
 pub mod bridge;
 mod bus_setup;
 pub mod config;
-pub mod elf;
 pub mod config_watch;
+pub mod elf;
 pub mod error;
 pub mod flows;
 pub mod isolation;
@@ -62,6 +62,7 @@ pub use config::{
     BusConfig, CircuitBreakerConfig, Config, Isolation, MetricsConfig, Overflow, PluginSettings,
     PluginsConfig, ProcessLimits, RetryConfig,
 };
+pub use config_watch::ConfigWatcher;
 pub use error::{
     ConfigError, ConfigErrorKind, LoadError, LoadErrorKind, Location, ManagerError, TrustError,
     TrustErrorKind, VerifyError, VerifyErrorKind, WatchError,
@@ -71,6 +72,5 @@ pub use manager::{
     DeclaredSubscription, LoadReport, ManagerOptions, PluginCounters, PluginManager, PluginState,
     PluginStatus, Reconfigured,
 };
-pub use config_watch::ConfigWatcher;
 pub use trust::{TrustPolicy, TrustedFile};
 pub use watch::Watcher;

@@ -175,6 +175,9 @@ fn debounce_loop(
             rx.recv_timeout(debounce)
         };
         match next {
+            // Reads (the host's own hashing of a file among them) change nothing: counting them
+            // would re-check a file for ever, each check a read.
+            Ok(Ok(event)) if matches!(event.kind, notify::EventKind::Access(_)) => {}
             Ok(Ok(event)) => {
                 pending.extend(event.paths.into_iter().filter(|p| is_plugin_file(p)));
             }

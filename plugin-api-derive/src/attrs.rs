@@ -49,6 +49,9 @@ pub(crate) struct FieldAttrs {
     pub(crate) default: DefaultSource,
     /// `#[config(any)]`.
     pub(crate) any: bool,
+    /// `#[config(like = Type)]`: the kind of another type (a `Duration` read from a
+    /// `"5s"` string is `like = String`).
+    pub(crate) like: Option<syn::Type>,
     /// `#[config(help = "...")]`.
     pub(crate) help: Option<String>,
 }
@@ -158,6 +161,7 @@ impl FieldAttrs {
             skip: false,
             default: DefaultSource::None,
             any: false,
+            like: None,
             help: None,
         };
         for attr in attrs {
@@ -168,14 +172,17 @@ impl FieldAttrs {
                     if meta.path.is_ident("any") {
                         out.any = true;
                         Ok(())
+                    } else if meta.path.is_ident("like") {
+                        out.like = Some(meta.value()?.parse()?);
+                        Ok(())
                     } else if meta.path.is_ident("help") {
                         let help: LitStr = meta.value()?.parse()?;
                         out.help = Some(help.value());
                         Ok(())
                     } else {
                         Err(meta.error(
-                            "unknown #[config] attribute on a field; expected `any` or \
-                             `help = \"...\"`",
+                            "unknown #[config] attribute on a field; expected `any`, \
+                             `like = Type` or `help = \"...\"`",
                         ))
                     }
                 }));

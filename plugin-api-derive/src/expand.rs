@@ -99,7 +99,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             .filter(|k| mentions(k.ty.to_token_stream(), &params))
         {
             let ty = key.ty;
-            if !key.attrs.any {
+            if !key.attrs.any && key.attrs.like.is_none() {
                 bounds.push(syn::parse_quote!(#ty: #krate::ConfigType));
             }
             match &key.attrs.default {
@@ -152,6 +152,8 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         } = key;
         let kind = if attrs.any {
             quote!(#krate::ValueKind::Any)
+        } else if let Some(like) = &attrs.like {
+            quote!(<#like as #krate::ConfigType>::kind())
         } else {
             quote!(<#ty as #krate::ConfigType>::kind())
         };

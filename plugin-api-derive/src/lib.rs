@@ -46,9 +46,10 @@
 //!   `SCREAMING-KEBAB-CASE`) applied to the field's name, else the field's name (without
 //!   `r#`). The `deserialize = "..."` halves of `rename(...)` and `rename_all(...)` count;
 //!   `alias` is ignored (so with `deny_unknown_fields` the host refuses an alias).
-//! - **kind**: `<FieldType as ConfigType>::kind()`; `#[config(any)]` on the field makes it
-//!   `ValueKind::Any`, for a type without a `ConfigType` impl (an enum, a type read with
-//!   `deserialize_with`, ...).
+//! - **kind**: `<FieldType as ConfigType>::kind()`; `#[config(like = OtherType)]` takes
+//!   another type's kind (a `Duration` read from `"5s"` with `deserialize_with` is
+//!   `like = String`); `#[config(any)]` on the field makes it `ValueKind::Any`, for a type
+//!   without a `ConfigType` impl (an enum, ...).
 //! - **help**: the field's doc comment, first paragraph only, each line trimmed and the lines
 //!   joined with a space; `#[config(help = "...")]` on the field replaces it.
 //! - **default** and **required**:

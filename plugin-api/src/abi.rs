@@ -161,7 +161,7 @@ pub struct PluginMod {
     pub new: extern "C" fn(host: HostBox, config_json: RStr<'_>) -> RResult<PluginBox, PluginError>,
 
     /// The plugin's configuration schema as JSON text (a
-    /// [`ConfigSchema`](crate::ConfigSchema)), or an empty string when it declares none. Runs
+    /// [`ConfigSchema`](crate::schema::ConfigSchema)), or an empty string when it declares none. Runs
     /// no constructor; a panic is caught and returned as [`PluginError::Panicked`]. Since ABI
     /// 0.4 (absent in older plugins: the accessor returns `None`).
     pub config_schema: extern "C" fn() -> RResult<RString, PluginError>,

@@ -71,7 +71,12 @@ impl<P> Handlers<P> {
     ///
     /// # Errors
     /// What the function returns; [`PluginError::Permanent`] for an index with no entry.
-    pub fn call(&mut self, plugin: &mut P, index: u32, event: &Event<'_>) -> Result<(), PluginError> {
+    pub fn call(
+        &mut self,
+        plugin: &mut P,
+        index: u32,
+        event: &Event<'_>,
+    ) -> Result<(), PluginError> {
         match self.entries.get_mut(index as usize) {
             Some((_, f)) => f(plugin, event),
             None => Err(PluginError::permanent(format_args!(

@@ -146,13 +146,13 @@ pub use facade::{
 };
 pub use filter::{filter_matches, AbiFilter, Filter, FilterCondition, FilterOp};
 pub use handlers::{HandlerFn, Handlers};
-pub use plugin::{AbiPlugin, Plugin, PluginBox, Reconfigure};
-pub use schema::{ConfigKey, ConfigProblem, ConfigSchema, ConfigType, DescribeConfig, ValueKind};
 /// `#[derive(ConfigSchema)]`: [`DescribeConfig`] and [`ConfigType`] for a serde config struct
 /// (feature `derive`, on by default; see [`schema`]).
 #[cfg(feature = "derive")]
 pub use plugbus_plugin_api_derive::ConfigSchema;
+pub use plugin::{AbiPlugin, Plugin, PluginBox, Reconfigure};
 pub use refusal::{PublishError, PublishRefusal, RefusalKind};
+pub use schema::{ConfigKey, ConfigProblem, ConfigSchema, ConfigType, DescribeConfig, ValueKind};
 pub use subscription::{validate_subscription_name, AbiSubscription, Subscription};
 pub use view::{format_uuid, Event, EventView, KeyValue};
 
@@ -179,8 +179,8 @@ pub use tracing;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::export::{
-        config_schema, info, lib_header, new_plugin, root_module, root_module_loader, ExportedPlugin,
-        LIB_HEADER_SYMBOL,
+        config_schema, info, lib_header, new_plugin, root_module, root_module_loader,
+        ExportedPlugin, LIB_HEADER_SYMBOL,
     };
     pub use abi_stable::library::LibHeader;
 }

@@ -346,6 +346,11 @@ pub trait DescribeConfig {
 /// Implemented for the primitive types, `String`, `PathBuf`, `Vec`, `Option`, string-keyed
 /// maps, `serde_json::Value` ([`ValueKind::Any`]), and by `#[derive(ConfigSchema)]` for
 /// nested config structs ([`ValueKind::Struct`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no configuration kind (`ConfigType`)",
+    note = "mark the field `#[config(like = String)]` (a type read from text), \
+            `#[config(any)]`, or implement `plugbus_plugin_api::ConfigType` for it"
+)]
 pub trait ConfigType {
     /// The kind of value.
     fn kind() -> ValueKind;
@@ -500,8 +505,7 @@ mod tests {
                 "key 'extra': unknown key (known: threshold, name, ratio, users, delta, nested)",
             ]
         );
-        assert!(s.check(&json!([1]))
-            .unwrap_err()[0]
+        assert!(s.check(&json!([1])).unwrap_err()[0]
             .to_string()
             .contains("expected a table, got a list"));
     }
@@ -512,7 +516,13 @@ mod tests {
         let text = serde_json::to_string(&s).unwrap();
         let back: ConfigSchema = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s);
-        assert_eq!(<Vec<Option<u8>>>::kind().to_string(), "list of integer (0..=255) (optional)");
-        assert_eq!(s.keys[5].kind.to_string(), "table {port: integer (0..=65535)}");
+        assert_eq!(
+            <Vec<Option<u8>>>::kind().to_string(),
+            "list of integer (0..=255) (optional)"
+        );
+        assert_eq!(
+            s.keys[5].kind.to_string(),
+            "table {port: integer (0..=65535)}"
+        );
     }
 }

@@ -112,9 +112,9 @@ use crate::{
     error::PluginError,
     export::ExportedPlugin,
     facade::{host_box, AbiHost, OwnedEvent},
-    schema::ConfigSchema,
     plugin::PluginBox,
     refusal::{PublishRefusal, RefusalKind},
+    schema::ConfigSchema,
     subscription::AbiSubscription,
     view::{format_uuid, EventView, KeyValue},
 };
@@ -646,7 +646,10 @@ impl LoadedPlugin {
             check_against(schema, self.info.name.as_str(), &config)?;
         }
         let json = config.to_string();
-        let applied = self.plugin.reconfigure(json.as_str().into()).into_result()?;
+        let applied = self
+            .plugin
+            .reconfigure(json.as_str().into())
+            .into_result()?;
         Ok(if applied {
             crate::Reconfigure::Applied
         } else {

@@ -52,6 +52,8 @@ pub mod crates {
     /// Does to its process what a `test.crash` event says (segv, abort, exit 42, hang,
     /// unbounded allocation or recursion), then publishes `test.handled`.
     pub const CRASHER: &str = "plugbus-fixture-crasher";
+    /// Named handlers, a derived config schema and `reconfigure` (`fixture-routed`).
+    pub const ROUTED: &str = "plugbus-fixture-routed";
 }
 
 /// `lib<name>.so` (platform prefix and suffix) for a crate name.

@@ -55,7 +55,7 @@ fn a_new_plugin_tests_builds_and_loads_as_it_is() {
     };
     let test = cargo(&["test", "--quiet"]);
     assert!(test.status.success(), "{}", text(&test));
-    assert!(text(&test).contains("2 passed"), "{}", text(&test));
+    assert!(text(&test).contains("3 passed"), "{}", text(&test));
     let build = cargo(&["build", "--quiet", "--lib"]);
     assert!(build.status.success(), "{}", text(&build));
 
@@ -103,4 +103,23 @@ fn a_new_plugin_tests_builds_and_loads_as_it_is() {
         .unwrap_or_else(|| panic!("no milestone events: {all}"));
     assert!(row.contains(" 2 "), "two milestones for five logins: {row}");
     assert!(all.contains("-> balanced"), "{all}");
+    // Its named subscription is labelled by name in the deliveries table.
+    assert!(all.contains("login-milestones/logins"), "{all}");
+
+    // The schema the derive made, as `plugins inspect` shows it.
+    let inspect = Command::new(plugbus_binary())
+        .args(["plugins", "inspect"])
+        .arg(dir.path().join("libplugbus_plugin_login_milestones.so"))
+        .output()
+        .unwrap();
+    let shown = text(&inspect);
+    assert_eq!(inspect.status.code(), Some(0), "{shown}");
+    let row = shown
+        .lines()
+        .find(|l| l.contains(" every "))
+        .unwrap_or_else(|| panic!("no 'every' key: {shown}"));
+    assert!(
+        row.contains("integer") && row.contains("100") && row.contains("Publish a milestone"),
+        "{row}"
+    );
 }

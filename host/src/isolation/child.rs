@@ -26,8 +26,8 @@ use plugbus_plugin_api::{
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    read_frame, write_frame, Delivery, FromChild, Hello, Refusal, ToChild, WireError,
-    WireLogValue, WireOwned, WireSubscription, PROTOCOL_VERSION,
+    read_frame, write_frame, Delivery, FromChild, Hello, Refusal, ToChild, WireError, WireLogValue,
+    WireOwned, WireSubscription, PROTOCOL_VERSION,
 };
 use crate::loader::{self, Library};
 
@@ -192,10 +192,7 @@ pub(super) fn serve() -> i32 {
                     Ok(applied) => (applied, None),
                     Err(e) => (false, Some(wire_error(&e))),
                 };
-                send(
-                    &out,
-                    &FromChild::Reconfigured { id, applied, error },
-                );
+                send(&out, &FromChild::Reconfigured { id, applied, error });
             }
             Job::Stop(id) => {
                 busy(true);

@@ -221,7 +221,9 @@ fn run_worker(
                 panics.answer(result, done);
             }
             Job::Reconfigure { config_json, reply } => {
-                let result = plugin.reconfigure(config_json.as_str().into()).into_result();
+                let result = plugin
+                    .reconfigure(config_json.as_str().into())
+                    .into_result();
                 let _ = reply.send(result);
             }
             Job::Stop(reply) => {

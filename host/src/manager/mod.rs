@@ -88,9 +88,9 @@ mod supervisor;
 use crate::outbound::Outbound;
 use crate::trust::{TrustPolicy, TrustedFile};
 use in_process::{call, spawn_worker, CallResult, WorkerEnv};
+pub use reconfigure::Reconfigured;
 use route::{given_up, interest_of, Route};
 pub(crate) use status::Counters;
-pub use reconfigure::Reconfigured;
 pub use status::{DeclaredSubscription, LoadReport, PluginCounters, PluginState, PluginStatus};
 
 /// Most deliveries one plugin subscription keeps open at once (each is a job in the plugin's

@@ -37,8 +37,8 @@ use plugbus::payload::PluginError as PluginErrorPayload;
 use plugbus::{context, Completion, Event, HandlerError};
 use plugbus_plugin_api::abi_stable::std_types::{RResult, RSlice, RString, RVec, Tuple2};
 use plugbus_plugin_api::{
-    AbiFilter, AbiHost, AbiSubscription, FilterCondition, FilterOp, LogField,
-    LogRecord, LogValue, OwnedEvent, PluginError,
+    AbiFilter, AbiHost, AbiSubscription, FilterCondition, FilterOp, LogField, LogRecord, LogValue,
+    OwnedEvent, PluginError,
 };
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -389,15 +389,27 @@ impl Supervisor {
             hang_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
         });
         let lifecycle = self.supervision.lifecycle;
+        let name = self.name.clone();
         let handshake = tokio::task::spawn_blocking(move || {
             let mut stream = ours;
-            let answer = (|| {
+            let answer = (|| -> std::io::Result<Option<FromChild>> {
                 stream.set_read_timeout(Some(lifecycle))?;
                 write_frame(&mut stream, &hello)?;
                 stream.flush()?;
-                let answer = read_frame::<FromChild>(&mut stream, &mut Vec::new());
+                let deadline = Instant::now() + lifecycle;
+                let mut buf = Vec::new();
+                // The plugin may log while it is constructed: those lines are its, not an
+                // answer; anything else before Ready is out of turn.
+                let answer = loop {
+                    match read_frame::<FromChild>(&mut stream, &mut buf)? {
+                        Some(log @ FromChild::Log { .. }) if Instant::now() < deadline => {
+                            forward_log(&name, log);
+                        }
+                        other => break other,
+                    }
+                };
                 stream.set_read_timeout(None)?;
-                answer
+                Ok(answer)
             })();
             (stream, answer)
         })
@@ -970,6 +982,39 @@ fn delivery(seq: u64, handler: u32, event: &Event, payload: &[u8]) -> Result<Del
     })
 }
 
+/// A child's log line into the host's `tracing`, as the plugin's.
+fn forward_log(plugin: &str, frame: FromChild) {
+    let FromChild::Log {
+        level,
+        target,
+        module_path,
+        file,
+        line,
+        message,
+        fields,
+    } = frame
+    else {
+        return;
+    };
+    let fields: Vec<LogField<'_>> = fields
+        .iter()
+        .map(|(k, v)| LogField {
+            key: k.as_str().into(),
+            value: log_value(v),
+        })
+        .collect();
+    let record = LogRecord {
+        level,
+        target: target.as_str().into(),
+        module_path: module_path.as_str().into(),
+        file: file.as_str().into(),
+        line,
+        message: message.as_str().into(),
+        fields: RSlice::from_slice(&fields),
+    };
+    log_forward::forward_record(plugin, &record);
+}
+
 fn log_value(value: &WireLogValue) -> LogValue<'_> {
     match value {
         WireLogValue::Str(s) => LogValue::Str(s.as_str().into()),
@@ -1106,33 +1151,7 @@ impl Reader {
                     let _ = self.frames.send(bytes);
                 }
             }
-            FromChild::Log {
-                level,
-                target,
-                module_path,
-                file,
-                line,
-                message,
-                fields,
-            } => {
-                let fields: Vec<LogField<'_>> = fields
-                    .iter()
-                    .map(|(k, v)| LogField {
-                        key: k.as_str().into(),
-                        value: log_value(v),
-                    })
-                    .collect();
-                let record = LogRecord {
-                    level,
-                    target: target.as_str().into(),
-                    module_path: module_path.as_str().into(),
-                    file: file.as_str().into(),
-                    line,
-                    message: message.as_str().into(),
-                    fields: RSlice::from_slice(&fields),
-                };
-                log_forward::forward_record(&self.name, &record);
-            }
+            log @ FromChild::Log { .. } => forward_log(&self.name, log),
             FromChild::Beat => {
                 let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
                 self.last_beat.store(now, Ordering::Release);
@@ -1141,7 +1160,9 @@ impl Reader {
                 let _ = self.control.send(Control::Answer { id, error });
             }
             FromChild::Reconfigured { id, applied, error } => {
-                let _ = self.control.send(Control::Reconfigured { id, applied, error });
+                let _ = self
+                    .control
+                    .send(Control::Reconfigured { id, applied, error });
             }
             FromChild::Ready { .. } | FromChild::LoadFailed { .. } => {
                 tracing::debug!(plugin = %self.name, "a handshake frame after the handshake; ignored");

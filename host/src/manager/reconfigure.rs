@@ -210,8 +210,14 @@ mod tests {
             &names
         ));
         assert!(is_plugin_config_key("plugin.a.b.config.x", &names));
-        assert!(!is_plugin_config_key("plugin.auth-enhancer.timeout", &names));
-        assert!(!is_plugin_config_key("plugin.auth-enhancer.configx", &names));
+        assert!(!is_plugin_config_key(
+            "plugin.auth-enhancer.timeout",
+            &names
+        ));
+        assert!(!is_plugin_config_key(
+            "plugin.auth-enhancer.configx",
+            &names
+        ));
         assert!(!is_plugin_config_key("bus.capacity", &names));
     }
 }

@@ -75,11 +75,64 @@
 //! # Ok::<(), PluginError>(())
 //! ```
 //!
+//! ## Declaring it: the schema
+//!
+//! Derive [`ConfigSchema`](crate::schema) on the struct (feature `derive`, on by default) and
+//! return it from [`Plugin::config_schema`](crate::Plugin::config_schema). The derive reads
+//! the field types, serde's renames, `default` and `deny_unknown_fields`, and each field's doc
+//! comment as its line of help; the defaults come from the struct's `Default` serialized, so
+//! the struct also derives `Serialize`:
+//!
+//! ```
+//! use plugbus_plugin_api::{ConfigSchema, DescribeConfig};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Deserialize, Serialize, ConfigSchema)]
+//! #[serde(default, deny_unknown_fields)]
+//! struct Config {
+//!     /// Failed logins before an account is locked.
+//!     limit: u32,
+//!     /// Users never locked.
+//!     exempt: Vec<String>,
+//! }
+//! impl Default for Config {
+//!     fn default() -> Self {
+//!         Config { limit: 3, exempt: Vec::new() }
+//!     }
+//! }
+//! // In `impl Plugin`: fn config_schema() -> Option<ConfigSchema> { Some(Config::config_schema()) }
+//! let schema = Config::config_schema();
+//! assert_eq!(schema.keys[0].help, "Failed logins before an account is locked.");
+//! let problems = schema.check(&serde_json::json!({"limit": -1, "limt": 5})).unwrap_err();
+//! assert_eq!(problems[0].to_string(), "key 'limit': expected an integer from 0 to 4294967295, got the number -1");
+//! assert_eq!(problems[1].to_string(), "key 'limt': unknown key (known: limit, exempt)");
+//! ```
+//!
+//! With a schema, `plugbus plugins inspect` lists the keys (type, default, help), and the
+//! host checks the table against it **before** constructing the plugin: every key at fault
+//! is named at once, and the plugin's code never sees a table of the wrong shape.
+//! `FakeHost::load` makes the same check. The plugin's own `parse_config` and checks (ranges,
+//! relations between keys) still run in `new`. A type without a schema of its own takes
+//! `#[config(any)]` on its field; [`ConfigType`](crate::ConfigType) gives one to a type of
+//! yours.
+//!
+//! ## When it changes
+//!
+//! With hot-plug on (`[plugins] watch = true`), `plugbus run` watches its config file too.
+//! When a plugin's table changes, the host checks it against the schema and calls
+//! [`Plugin::reconfigure`](crate::Plugin::reconfigure) on the running instance, between two
+//! deliveries. Return [`Reconfigure::Applied`](crate::Reconfigure::Applied) once it runs with
+//! the new table (its state kept), or [`Reconfigure::Reload`](crate::Reconfigure::Reload) (the
+//! default) to be rebuilt from it by `new`, as a changed file would be. An error keeps the old
+//! table. Each change is published as `config.changed` (which the audit logger records),
+//! naming the plugins reconfigured, reloaded and refusing. Changes outside plugins' `config`
+//! tables take effect at the next start, and `config.changed` lists them as such.
+//!
 //! ## When it is wrong
 //!
-//! `new` returns the error ([`PluginError::Config`](crate::PluginError::Config)): the plugin
-//! does not load, the host publishes `plugin.error` with the message, and `plugbus run`
-//! exits 1 (see [`errors`](super::errors)). `plugbus plugins check` constructs, starts and
-//! stops every configured plugin without reading events, so a bad table shows before a run.
-//! The configuration is handed over once, to `new`: keep what the plugin needs of it in its
-//! own struct.
+//! A table that fails the schema, or an error from `new`
+//! ([`PluginError::Config`](crate::PluginError::Config)): the plugin does not load, the host
+//! publishes `plugin.error` with the message (stage `config` for the schema), and
+//! `plugbus run` exits 1 (see [`errors`](super::errors)). `plugbus plugins check
+//! [--config FILE]` checks, constructs, starts and stops every configured plugin without
+//! reading events, so a bad table shows before a run.

@@ -1,8 +1,9 @@
 //! # Reloads
 //!
 //! With `watch = true` in the host's `[plugins]` table, a plugin file that changes (its
-//! SHA-256 differs from the loaded one's) is reloaded; a host embedding `plugbus-host` can
-//! also reload a plugin by name. A reload:
+//! SHA-256 differs from the loaded one's) is reloaded, and so is a plugin whose `config` table
+//! changes when it does not [reconfigure in place](super::configuration#when-it-changes); a
+//! host embedding `plugbus-host` can also reload a plugin by name. A reload:
 //!
 //! 1. checks the new file as any load does (trust, ELF structure, abi_stable's layouts, the
 //!    interface version). If that fails, the old instance keeps running and the failure is

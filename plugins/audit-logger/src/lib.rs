@@ -1,6 +1,7 @@
 //! plugbus plugin `audit-logger`: a tamper-evident JSON Lines audit log.
 //!
-//! It follows every lifecycle and business event and every `security.*` event, and appends one
+//! It follows every lifecycle and business event and every `security.*` and `config.*` event (a
+//! changed configuration file is part of the trail), and appends one
 //! record per event to a file, each record carrying the SHA-256 of the previous one, so that
 //! editing, removing, inserting or reordering records is detectable ([`verify_chain`]; the host
 //! has `plugbus audit verify`).
@@ -104,11 +105,12 @@ use chain::{ChainWriter, FsyncPolicy, MAX_BODY_BYTES};
 use plugbus_plugin_api::contract::audit::{Seal, SealKind};
 use plugbus_plugin_api::contract::{Category, Pattern};
 use plugbus_plugin_api::{
-    export_plugin, parse_config, Event, HostHandle, Plugin, PluginError, Subscription,
+    export_plugin, parse_config, ConfigSchema, ConfigType, DescribeConfig, Event, HostHandle,
+    Plugin, PluginError, Subscription, ValueKind,
 };
 use redact::Redactor;
 use seal::Sealer;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -118,7 +120,7 @@ use std::time::Duration;
 pub const NAME: &str = "audit-logger";
 
 /// `fsync` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Fsync {
     /// After every record.
@@ -130,8 +132,16 @@ pub enum Fsync {
     Never,
 }
 
-/// The plugin's configuration (see the crate docs for the keys).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+impl ConfigType for Fsync {
+    /// Written `"always"`, `"every_n"` or `"never"`.
+    fn kind() -> ValueKind {
+        ValueKind::String
+    }
+}
+
+/// The plugin's configuration (see the crate docs for the keys); its schema, derived here, is
+/// what `plugbus plugins inspect` shows and the host checks the table against.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The log file.
@@ -159,13 +169,18 @@ pub struct Config {
     pub seal_every: u64,
     /// Seal at least this often while records wait for a seal (with a key), e.g. `"1s"`.
     #[serde(with = "humantime_serde_compat")]
+    #[config(like = String)]
     pub seal_interval: Duration,
 }
 
 /// `seal_interval` as a human-readable duration (`"1s"`, `"250ms"`).
 mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
@@ -372,6 +387,10 @@ impl Plugin for AuditLogger {
     const DESCRIPTION: &'static str =
         "tamper-evident JSON Lines audit log with a SHA-256 hash chain";
 
+    fn config_schema() -> Option<ConfigSchema> {
+        Some(Config::config_schema())
+    }
+
     fn new(host: HostHandle, config: serde_json::Value) -> Result<Self, PluginError> {
         let config: Config = parse_config(NAME, config)?;
         if config.path.as_os_str().is_empty() {
@@ -428,7 +447,8 @@ impl Plugin for AuditLogger {
     fn subscriptions(&self) -> Vec<Subscription> {
         vec![
             Subscription::to_categories([Category::Lifecycle, Category::Business])
-                .pattern("security.*"),
+                .pattern("security.*")
+                .pattern("config.*"),
         ]
     }
 

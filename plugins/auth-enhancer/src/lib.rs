@@ -113,10 +113,10 @@ use plugbus_plugin_api::contract::payload::{
 };
 use plugbus_plugin_api::contract::types;
 use plugbus_plugin_api::{
-    export_plugin, parse_config, Event, HostHandle, Plugin, PluginError, Reconfigure,
-    Subscription,
+    export_plugin, parse_config, ConfigSchema, DescribeConfig, Event, HostHandle, Plugin,
+    PluginError, Reconfigure, Subscription,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use state::{FailureWindow, UserState};
 use std::fmt;
 
@@ -145,8 +145,9 @@ const SWEEP_STEPS: usize = 4;
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
-/// The plugin's configuration (see the crate docs).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The plugin's configuration (see the crate docs); its schema, derived here, is what
+/// `plugbus plugins inspect` shows and the host checks the table against.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ConfigSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Failures that make a brute-force attempt.
@@ -676,6 +677,10 @@ impl Plugin for AuthEnhancer {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "session tracking, brute-force, password-spraying, new-address and concurrent-session alerts";
+
+    fn config_schema() -> Option<ConfigSchema> {
+        Some(Config::config_schema())
+    }
 
     fn new(host: HostHandle, config: serde_json::Value) -> Result<Self, PluginError> {
         let config: Config = parse_config(NAME, config)?;
