@@ -26,7 +26,10 @@
 //!   succeed later, `InvalidEvent` for bad input, and refusals of transient publishes
 //!   ([`PublishError::is_transient`](crate::PublishError::is_transient)) handled.
 //! - [ ] **Configuration** read with [`parse_config`](crate::parse_config) into a struct with
-//!   `#[serde(default, deny_unknown_fields)]`, with a default for every key
+//!   `#[serde(default, deny_unknown_fields)]`, with a default for every key, and **declared**
+//!   with `#[derive(ConfigSchema)]` and [`Plugin::config_schema`](crate::Plugin::config_schema)
+//!   (a doc comment on each field: it is the key's help in `plugbus plugins inspect`).
+//!   [`Plugin::reconfigure`](crate::Plugin::reconfigure) where a change can apply in place
 //!   ([`configuration`](super::configuration)).
 //! - [ ] **Tested with [`FakeHost`](crate::testing::FakeHost)**: what it publishes (and that
 //!   the host accepts it: type names, categories, sizes), its configuration errors, and how it
