@@ -98,7 +98,7 @@
 //! - [`Plugin`]: what an author implements; [`export_plugin!`] exports it.
 //! - [`Subscription`] and [`Filter`]: what the plugin wants delivered; [`Handlers`]: a
 //!   function per (named) subscription.
-//! - [`ConfigSchema`] (`#[derive(ConfigSchema)]`, [`schema`]): the configuration a plugin
+//! - [`ConfigSchema`](struct@ConfigSchema) (`#[derive(ConfigSchema)]`, [`schema`]): the configuration a plugin
 //!   declares, checked by the host before `new`; [`Reconfigure`]: what
 //!   [`Plugin::reconfigure`] did with a changed one.
 //! - [`Event`]: the event being handled (over the ABI's [`EventView`]).
