@@ -391,7 +391,7 @@ pub fn load_trusted_unless(
 ///
 /// # Errors
 /// [`LoadErrorKind::BadSchema`]: the schema function failed or panicked, or its text is not
-/// the JSON of a [`ConfigSchema`].
+/// the JSON of a [`ConfigSchema`](struct@ConfigSchema).
 pub fn read_schema(
     path: &Path,
     module: &PluginMod_Ref,
