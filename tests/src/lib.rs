@@ -280,6 +280,18 @@ pub struct Captured {
     pub level: tracing::Level,
     /// Its message.
     pub message: String,
+    /// Its other fields, each as `Debug` would print it (strings unquoted).
+    pub fields: Vec<(String, String)>,
+}
+
+impl Captured {
+    /// The value of field `name`, if it has one.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Everything the host's `tracing` has seen since [`capture_logs`] was first called.
@@ -306,17 +318,21 @@ struct CaptureLayer {
 }
 
 #[derive(Default)]
-struct MessageVisitor(String);
+struct MessageVisitor(String, Vec<(String, String)>);
 
 impl tracing::field::Visit for MessageVisitor {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             self.0 = format!("{value:?}");
+        } else if !field.name().starts_with("log.") {
+            self.1.push((field.name().to_owned(), format!("{value:?}")));
         }
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if field.name() == "message" {
             self.0 = value.to_owned();
+        } else if !field.name().starts_with("log.") {
+            self.1.push((field.name().to_owned(), value.to_owned()));
         }
     }
 }
@@ -336,6 +352,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CaptureLayer {
             target: metadata.target().to_owned(),
             level: *metadata.level(),
             message: visitor.0,
+            fields: visitor.1,
         });
     }
 }

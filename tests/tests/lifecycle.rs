@@ -140,7 +140,13 @@ async fn plugin_tracing_reaches_the_host_subscriber() {
         .find(|l| l.message.starts_with("auth enhancer started"))
         .unwrap_or_else(|| panic!("{lines:?}"));
     assert_eq!(started.level, tracing::Level::INFO);
-    assert!(started.message.contains("max_failures=7"), "{started:?}");
+    // The plugin's fields arrive as fields, its module path with them.
+    assert_eq!(started.field("max_failures"), Some("7"), "{started:?}");
+    assert_eq!(
+        started.field("plugin.module"),
+        Some("plugbus_auth_enhancer"),
+        "{started:?}"
+    );
     manager.shutdown().await;
 }
 

@@ -293,7 +293,7 @@ fn plugins_inspect_shows_the_schema_and_check_refuses_a_bad_table() {
     ] {
         let row = text
             .lines()
-            .find(|l| l.contains(&format!(" {} ", line[0])))
+            .find(|l| l.starts_with(&format!("│ {} ", line[0])))
             .unwrap_or_else(|| panic!("no row for {}: {text}", line[0]));
         for cell in line {
             assert!(row.contains(cell), "{cell:?} not in {row:?}");

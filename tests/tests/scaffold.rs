@@ -116,7 +116,7 @@ fn a_new_plugin_tests_builds_and_loads_as_it_is() {
     assert_eq!(inspect.status.code(), Some(0), "{shown}");
     let row = shown
         .lines()
-        .find(|l| l.contains(" every "))
+        .find(|l| l.starts_with("│ every "))
         .unwrap_or_else(|| panic!("no 'every' key: {shown}"));
     assert!(
         row.contains("integer") && row.contains("100") && row.contains("Publish a milestone"),
