@@ -378,10 +378,25 @@ fn subscribe_forward(
 }
 
 async fn connect(config: &NatsConfig) -> Result<async_nats::Client, BridgeError> {
-    let mut options = async_nats::ConnectOptions::new()
-        .name(format!("plugbus:{}", config.host_id()))
+    connect_options(config)
+        .await?
         .retry_on_initial_connect()
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .connect(config.url.as_str())
+        .await
+        .map_err(|e| BridgeError::Connect {
+            url: config.url.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// The client options of `config`: this host's name, its credentials and TLS settings (the
+/// bridge's connection, and [`inspect`](crate::inspect())'s).
+pub(crate) async fn connect_options(
+    config: &NatsConfig,
+) -> Result<async_nats::ConnectOptions, BridgeError> {
+    let mut options =
+        async_nats::ConnectOptions::new().name(format!("plugbus:{}", config.host_id()));
     if let Some(creds) = &config.credentials {
         let path = config.resolve(creds);
         options = options
@@ -398,13 +413,7 @@ async fn connect(config: &NatsConfig) -> Result<async_nats::Client, BridgeError>
             options = options.add_client_certificate(config.resolve(cert), config.resolve(key));
         }
     }
-    options
-        .connect(config.url.as_str())
-        .await
-        .map_err(|e| BridgeError::Connect {
-            url: config.url.clone(),
-            message: e.to_string(),
-        })
+    Ok(options)
 }
 
 /// Creates the stream (if missing) and, with `receive` patterns, this host's consumer, then

@@ -20,7 +20,8 @@
 //!
 //! Types: [`NatsConfig`] (the `[bridge.nats]` table), [`NatsBridge`] and its
 //! [`BridgeBuilder`], [`BridgeStats`], [`Outbox`]; errors [`ConfigError`], [`OutboxError`],
-//! [`BridgeError`].
+//! [`BridgeError`]. [`inspect()`] reads a bridge's outbox and JetStream's view of its stream and
+//! consumer from outside the bridge (a [`BridgeReport`], for `plugbus bridge stats`).
 //!
 //! # Guarantees
 //! - Per forwarding host, events reach the stream in the order they were written to its
@@ -36,6 +37,7 @@ mod counters;
 mod dedup;
 mod error;
 mod headers;
+pub mod inspect;
 pub mod local_server;
 pub mod outbox;
 mod receive;
@@ -49,4 +51,5 @@ pub use config::{NatsConfig, Storage, TlsConfig};
 pub use counters::BridgeStats;
 pub use error::{BridgeError, ConfigError, OutboxError};
 pub use headers::{CAUSATION_ID, CORRELATION_ID, HOST, MSG_ID, ORIGIN};
+pub use inspect::{inspect, BridgeReport, InspectError};
 pub use outbox::Outbox;

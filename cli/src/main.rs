@@ -6,6 +6,7 @@
 
 mod audit;
 mod bridge;
+mod bridge_stats;
 mod demo;
 mod flows;
 mod lines;
@@ -85,6 +86,10 @@ enum Command {
     /// Who publishes and who receives what: the plugins' declared subscriptions and the
     /// binary's own, and with `--log FILE` the observed flows of an audit log, with counts.
     Flows(flows::FlowsArgs),
+    /// The NATS bridge of a host (`[bridge.nats]`): `bridge stats` shows its outbox, its
+    /// stream and consumer on JetStream, and a running host's live counters.
+    #[command(subcommand)]
+    Bridge(bridge_stats::BridgeCommand),
 }
 
 /// The log filter without `--log`: warnings, and what plugins log at info.
@@ -153,6 +158,7 @@ fn run_cli() -> ExitCode {
             Command::Bench(args) => plugbus_bench::bench(args).await.map(|()| Finish::Clean),
             Command::Trace(args) => trace::trace(args),
             Command::Flows(args) => flows::flows(cli.config.as_deref(), args).await,
+            Command::Bridge(cmd) => bridge_stats::bridge(cli.config.as_deref(), cmd).await,
         }
     });
     export.finish();
