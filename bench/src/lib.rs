@@ -315,7 +315,7 @@ const GROUPS: &[&[&str]] = &[
     &["plugin_emit_process"],
     &["scale_13_types", "scale_1000_types"],
     &["stalled_drop_oldest"],
-    &["nats_forward", "nats_latency"],
+    &["jetstream_raw", "nats_forward", "nats_latency"],
 ];
 
 /// The target of a scenario, and whether `row` meets it.
@@ -537,11 +537,12 @@ async fn run_group(
         }
         "latency_broadcast_n4" => latency_group(plan).await?,
         #[cfg(feature = "nats")]
-        "nats_forward" => nats::nats_group(plan).await?,
+        "jetstream_raw" => nats::nats_group(plan).await?,
         #[cfg(not(feature = "nats"))]
-        "nats_forward" => {
+        "jetstream_raw" => {
             let why = "built without the nats feature";
             vec![
+                Row::skipped("jetstream_raw", EVENT, why),
                 Row::skipped("nats_forward", EVENT, why),
                 Row::skipped("nats_latency", "p99 latency", why),
             ]

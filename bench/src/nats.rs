@@ -7,6 +7,10 @@
 //!   same time, on the same two cores, as a real pair of hosts on one machine would.
 //! - `nats_latency`: one event per millisecond; from A's `emit` to B's handler. `ns_per_op`
 //!   is the p99, the p50 beside it.
+//! - `jetstream_raw`: the baseline of `nats_forward`, what the broker takes on this machine
+//!   without plugbus: the same envelopes, headers and subjects published by one client
+//!   straight to a stream of the same settings, as many acknowledgements outstanding as the
+//!   bridge allows (`max_in_flight`), no bus, no outbox, no receiver.
 
 use super::{Plan, Row, EVENT};
 use parking_lot::Mutex;
@@ -25,10 +29,19 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
         let why = "no nats-server found (Debian's package nats-server; .ci/run installs it)";
         eprint!(" skipped ({why})");
         return Ok(vec![
+            Row::skipped("jetstream_raw", EVENT, why),
             Row::skipped("nats_forward", EVENT, why),
             Row::skipped("nats_latency", "p99 latency", why),
         ]);
     };
+    let events: u64 = if plan.rounds <= 5 { 50_000 } else { 200_000 };
+    let raw = raw_jetstream(&server.url(), events).await?;
+    let mut raw_row = Row::measured(
+        "jetstream_raw",
+        EVENT,
+        &[raw.as_nanos() as f64 / events as f64],
+    );
+    raw_row.extra.insert("events".into(), json!(events));
     let dir = tempfile::tempdir()?;
     let config = |durable: &str, forward: &[&str], receive: &[&str]| {
         let mut c = NatsConfig::new(&server.url(), durable)
@@ -58,7 +71,6 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
                 .push(u64::try_from(now - e.timestamp_unix_nanos()).unwrap_or(0));
             g.fetch_add(1, Ordering::Relaxed);
         })?;
-    let events: u64 = if plan.rounds <= 5 { 50_000 } else { 200_000 };
     let deadline = Instant::now() + Duration::from_secs(120);
     let wait = |what: &'static str, done: &dyn Fn() -> bool| {
         anyhow::ensure!(
@@ -81,7 +93,7 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     }
     let received = start.elapsed();
     let ns = forwarded.as_nanos() as f64 / events as f64;
-    let mut forward = Row::measured("nats_forward", EVENT, &[ns]);
+    let mut forward = Row::measured("nats_forward", EVENT, &[ns]).against(&raw_row);
     forward.extra.insert("events".into(), json!(events));
     forward.extra.insert("outbox".into(), json!("sqlite, WAL"));
     forward.extra.insert(
@@ -116,5 +128,62 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     bridge_a.shutdown(Duration::from_secs(5)).await;
     bridge_b.shutdown(Duration::from_secs(5)).await;
     drop(server);
-    Ok(vec![forward, latency])
+    Ok(vec![raw_row, forward, latency])
+}
+
+/// `jetstream_raw`: `events` envelopes of the size the bridge sends, each with the bridge's
+/// headers (a unique `Nats-Msg-Id` among them), to a file-backed stream with the bridge's
+/// duplicate window, [`MAX_IN_FLIGHT`] acknowledgements outstanding; the time until the
+/// last is acknowledged.
+async fn raw_jetstream(url: &str, events: u64) -> anyhow::Result<Duration> {
+    use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage, stream};
+    use futures_util::stream::{FuturesOrdered, StreamExt};
+    use std::future::IntoFuture;
+    const MAX_IN_FLIGHT: usize = 4096;
+    let client = async_nats::connect(url).await?;
+    let js = jetstream::new(client);
+    js.get_or_create_stream(stream::Config {
+        name: "PLUGBUS_BENCH_RAW".into(),
+        subjects: vec!["raw.>".into()],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the raw stream: {e}"))?;
+    // The envelope of a bench event, as the bridge forwards it.
+    let sample = Event::builder(EventType::USER_LOGIN).json(BODY).build()?;
+    let body = bytes::Bytes::from(sample.to_json()?);
+    let mut inflight: FuturesOrdered<<PublishAckFuture as IntoFuture>::IntoFuture> =
+        FuturesOrdered::new();
+    let start = Instant::now();
+    for _ in 0..events {
+        let id = Event::builder(EventType::USER_LOGIN)
+            .build()?
+            .id()
+            .to_string();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("Plugbus-Host", "bench-raw");
+        headers.insert("Plugbus-Origin", "local");
+        let ack = js
+            .send_publish(
+                "raw.user.login",
+                PublishMessage::build()
+                    .headers(headers)
+                    .payload(body.clone()),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("publishing: {e}"))?;
+        inflight.push_back(ack.into_future());
+        while inflight.len() >= MAX_IN_FLIGHT {
+            if let Some(ack) = inflight.next().await {
+                ack.map_err(|e| anyhow::anyhow!("acknowledgement: {e}"))?;
+            }
+        }
+    }
+    while let Some(ack) = inflight.next().await {
+        ack.map_err(|e| anyhow::anyhow!("acknowledgement: {e}"))?;
+    }
+    Ok(start.elapsed())
 }
