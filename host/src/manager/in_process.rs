@@ -15,7 +15,7 @@ use plugbus_plugin_api::abi_stable::std_types::RResult;
 use plugbus_plugin_api::{AbiSubscription, PluginError};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{host_event, Inner, Job, PluginShared, Reply, Worker, MAX_SUBSCRIPTIONS};
+use super::{host_event, Inner, Job, PluginShared, Worker, MAX_SUBSCRIPTIONS};
 use crate::bridge;
 use crate::error::{LoadError, LoadErrorKind};
 use crate::loader::{self, Library};
@@ -248,11 +248,11 @@ pub(super) enum CallResult<T = ()> {
 }
 
 /// Sends a lifecycle job and waits for its answer, at most `timeout` in all.
-pub(super) async fn call(
+pub(super) async fn call<T>(
     tx: &mpsc::UnboundedSender<Job>,
-    make: impl FnOnce(Reply) -> Job,
+    make: impl FnOnce(oneshot::Sender<Result<T, PluginError>>) -> Job,
     timeout: Duration,
-) -> CallResult {
+) -> CallResult<T> {
     let (reply, answer) = oneshot::channel();
     let job = make(reply);
     let exchange = async {
@@ -276,17 +276,5 @@ pub(super) async fn call_reconfigure(
     config_json: String,
     timeout: Duration,
 ) -> CallResult<bool> {
-    let (reply, answer) = oneshot::channel();
-    let exchange = async {
-        if tx.send(Job::Reconfigure { config_json, reply }).is_err() {
-            return CallResult::Gone;
-        }
-        match answer.await {
-            Ok(result) => CallResult::Done(result),
-            Err(_) => CallResult::Gone,
-        }
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(CallResult::TimedOut)
+    call(tx, |reply| Job::Reconfigure { config_json, reply }, timeout).await
 }
