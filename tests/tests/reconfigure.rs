@@ -437,6 +437,20 @@ tag = "{tag}"
             .contains("key 'weight': expected an integer from 0 to 255, got the number -1"),
         "{refused}"
     );
+    // A file that is not TOML at all changes nothing either, and says so.
+    let next = dir.scratch().join("plugbus.toml.new");
+    std::fs::write(&next, "[plugins\nwatch = ").unwrap();
+    std::fs::rename(&next, &path).unwrap();
+    let broken = wait_for_line(&audit, |v| {
+        v["event_type"] == "config.changed" && v["data"]["error"].is_string()
+    });
+    assert!(
+        broken["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not valid TOML"),
+        "{broken}"
+    );
     stdin.write_all(login("carol").as_bytes()).unwrap();
     drop(stdin);
     let out = host.wait_with_output().unwrap();
