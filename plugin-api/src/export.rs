@@ -27,6 +27,7 @@ use abi_stable::{
 use std::cell::RefCell;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 /// Declares the plugin type a library exports. Use it once per plugin crate, at its root:
 /// `plugbus_plugin_api::export_plugin!(MyPlugin);` (the crate docs open with a complete plugin
@@ -256,20 +257,20 @@ struct Adapter<P: Plugin> {
     plugin: ManuallyDrop<P>,
     /// What [`Plugin::handlers`] returned (empty: `subscriptions` and `handle` are used).
     handlers: Handlers<P>,
-    /// Handler index to subscription name, as declared (for [`Event::subscription`]).
-    names: RefCell<Vec<(u32, String)>>,
+    /// Handler index to subscription name, as declared (for [`Event::subscription`]);
+    /// shared, so a delivery takes a reference count, not an allocation.
+    names: RefCell<Vec<(u32, Arc<str>)>>,
     host: HostHandle,
     log_token: u64,
 }
 
 impl<P: Plugin> Adapter<P> {
-    fn name_of(&self, handler: u32) -> String {
+    fn name_of(&self, handler: u32) -> Option<Arc<str>> {
         self.names
             .borrow()
             .iter()
             .find(|(h, _)| *h == handler)
-            .map(|(_, n)| n.clone())
-            .unwrap_or_default()
+            .map(|(_, n)| Arc::clone(n))
     }
 }
 
@@ -288,7 +289,7 @@ impl<P: Plugin> AbiPlugin for Adapter<P> {
             *self.names.borrow_mut() = list
                 .iter()
                 .filter(|s| !s.name.is_empty())
-                .map(|s| (s.handler, s.name.as_str().to_owned()))
+                .map(|s| (s.handler, Arc::from(s.name.as_str())))
                 .collect();
         }
         result
@@ -304,7 +305,7 @@ impl<P: Plugin> AbiPlugin for Adapter<P> {
         let plugin = &mut *self.plugin;
         let handlers = &mut self.handlers;
         guarded(&self.host, || {
-            let event = Event::with_subscription(event, &name);
+            let event = Event::with_subscription(event, name.as_deref().unwrap_or_default());
             if handlers.is_empty() {
                 plugin.handle(handler, &event)
             } else {
