@@ -992,6 +992,76 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_change_in_place_and_table_shapes_ask_for_a_reload() {
+        let host = FakeHost::new();
+        let mut p = load(&host, json!({}));
+        send(&mut p, &failed("gina", "", T0));
+        // Down from 5 to 2: the failure already counted is kept, the second raises the alert.
+        let applied = p.reconfigure(json!({"max_failures": 2})).unwrap();
+        assert_eq!(applied, Reconfigure::Applied);
+        send(&mut p, &failed("gina", "", T0 + 1));
+        let got = alerts(&host);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0.reason, "brute_force_user");
+        assert_eq!(got[0].0.count, 2);
+        assert!(host
+            .logs()
+            .iter()
+            .any(|l| l.message == "auth enhancer reconfigured"
+                && l.field("max_failures") == Some("2")));
+        // The case rule and the table sizes shape the state: a reload.
+        for table in [
+            json!({"max_failures": 2, "case_insensitive_users": false}),
+            json!({"max_failures": 2, "max_tracked": 10}),
+            json!({"max_failures": 2, "max_sessions": 9}),
+        ] {
+            assert_eq!(p.reconfigure(table).unwrap(), Reconfigure::Reload);
+        }
+        // A table the schema refuses never reaches the plugin; one it refuses itself keeps
+        // the old thresholds.
+        let err = p.reconfigure(json!({"max_failures": "two"})).unwrap_err();
+        assert!(
+            err.message()
+                .contains("key 'max_failures': expected an integer"),
+            "{err}"
+        );
+        let err = p.reconfigure(json!({"max_failures": 0})).unwrap_err();
+        assert!(
+            err.message()
+                .contains("key 'max_failures': must be at least 1"),
+            "{err}"
+        );
+        send(&mut p, &failed("hank", "", T0 + 2));
+        send(&mut p, &failed("hank", "", T0 + 3));
+        assert_eq!(alerts(&host).len(), 1, "still 2 failures make an alert");
+    }
+
+    #[test]
+    fn the_schema_names_every_key_with_its_default() {
+        let schema = AuthEnhancer::config_schema().unwrap();
+        let names: Vec<&str> = schema.keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "max_failures",
+                "failure_window_secs",
+                "max_sessions",
+                "alert_new_address",
+                "case_insensitive_users",
+                "max_prefix_failures",
+                "prefix_window_secs",
+                "max_tracked"
+            ]
+        );
+        assert!(schema.deny_unknown);
+        assert_eq!(schema.keys[0].default, Some(json!(5)));
+        assert!(schema
+            .keys
+            .iter()
+            .all(|k| !k.help.is_empty() && !k.required));
+    }
+
+    #[test]
     fn a_refused_alert_is_retried_without_counting_twice() {
         let host = FakeHost::new();
         let mut p = load(&host, json!({"max_failures": 2}));
