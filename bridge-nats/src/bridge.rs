@@ -463,10 +463,17 @@ async fn setup_and_receive(
                     return;
                 };
                 *consumer_slot.lock() = Some(consumer.clone());
+                // A durable created before keeps its ack policy: batches only under "all".
+                let ack_batch = if consumer.cached_info().config.ack_policy == AckPolicy::All {
+                    config.ack_batch
+                } else {
+                    1
+                };
                 match consumer.messages().await {
                     Ok(messages) => {
                         let mut receiver = Receiver {
                             consumer: messages,
+                            ack_batch,
                             bus: bus.clone(),
                             host: config.host_id().to_owned(),
                             interest: interest.clone(),
@@ -537,7 +544,12 @@ async fn setup(js: &Context, config: &NatsConfig) -> Result<Option<PullConsumer>
             pull::Config {
                 durable_name: Some(config.durable.clone()),
                 filter_subject: subject::covering_filter(&config.subject_prefix, &config.receive),
-                ack_policy: AckPolicy::Explicit,
+                // "All up to here" lets the receiver acknowledge a batch with one message.
+                ack_policy: if config.ack_batch > 1 {
+                    AckPolicy::All
+                } else {
+                    AckPolicy::Explicit
+                },
                 deliver_policy: DeliverPolicy::All,
                 ack_wait: config.ack_wait,
                 max_ack_pending: i64::try_from(config.max_in_flight)

@@ -81,6 +81,14 @@ pub struct NatsConfig {
     /// 100 000.
     #[serde(default = "default_dedup_window")]
     pub dedup_window: usize,
+    /// Received messages acknowledged at once, at most: the consumer acknowledges "all up to
+    /// here" after this many handled messages, or as soon as no further message is waiting,
+    /// so the broker handles one ack instead of one per message. `1` acknowledges each message
+    /// on its own. A host that dies between handling and acknowledging is sent at most this
+    /// many handled messages again when it comes back. The default is 256. A consumer created
+    /// before with another ack policy keeps its own.
+    #[serde(default = "default_ack_batch")]
+    pub ack_batch: usize,
     /// The directory relative paths resolve against (the config file's); not a key.
     #[serde(skip)]
     base: PathBuf,
@@ -136,6 +144,9 @@ fn default_ack_wait() -> Duration {
 fn default_max_in_flight() -> usize {
     4096
 }
+fn default_ack_batch() -> usize {
+    256
+}
 fn default_dedup_window() -> usize {
     100_000
 }
@@ -168,6 +179,7 @@ impl NatsConfig {
             ack_wait: default_ack_wait(),
             max_in_flight: default_max_in_flight(),
             dedup_window: default_dedup_window(),
+            ack_batch: default_ack_batch(),
             base: PathBuf::from("."),
             stem: "plugbus".to_owned(),
         }
@@ -259,6 +271,9 @@ impl NatsConfig {
         }
         if self.dedup_window == 0 {
             return bad("dedup_window", "must be greater than 0".to_owned());
+        }
+        if self.ack_batch == 0 {
+            return bad("ack_batch", "must be greater than 0".to_owned());
         }
         if self.ack_wait.is_zero() {
             return bad("ack_wait", "must be greater than 0".to_owned());

@@ -11,6 +11,13 @@
 //!    every matching subscription has its outcome (delivered, or failed and dead-lettered with
 //!    the reason): only then is it acked. If the bus refuses it (shutting down), the message is
 //!    nacked with a delay, for this host's next start.
+//!
+//! Acks come in batches when the consumer's policy is "all" (`ack_batch` > 1): one ack for
+//! the last handled message covers every one before it, sent after `ack_batch` messages or as
+//! soon as no further message is waiting, so an idle consumer owes nothing. A terminated
+//! message is covered the same way (it is never redelivered either). A nack cannot be: the
+//! batch before it is acked, the message nacked, and the message stream dropped, so nothing
+//! after it is acked past it (the consumer starts again from the server's ack floor).
 
 use crate::counters::Counters;
 use crate::dedup::SeenIds;
@@ -18,7 +25,7 @@ use crate::headers;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use plugbus::{Bus, Event, Interest, Origin};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +41,8 @@ const NAK_MAX: Duration = Duration::from_secs(10);
 
 pub(crate) struct Receiver {
     pub(crate) consumer: pull::Stream,
+    /// Messages acknowledged with one ack, at most (1: each on its own).
+    pub(crate) ack_batch: usize,
     pub(crate) bus: Bus,
     pub(crate) host: String,
     pub(crate) interest: Interest,
@@ -52,13 +61,29 @@ enum Verdict {
 impl Receiver {
     /// Takes messages until `stop` or the stream ends (then the caller makes a new one).
     pub(crate) async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        // The last handled message not acknowledged yet, and how many it stands for.
+        let mut owed: Option<(Message, u64)> = None;
         loop {
-            let next = tokio::select! {
-                m = self.consumer.next() => m,
-                _ = stop.changed() => return true,
+            // Nothing waiting: settle what is owed before waiting.
+            let ready = match self.consumer.next().now_or_never() {
+                Some(m) => Some(m),
+                None => {
+                    self.settle(&mut owed).await;
+                    None
+                }
+            };
+            let next = match ready {
+                Some(m) => m,
+                None => tokio::select! {
+                    m = self.consumer.next() => m,
+                    _ = stop.changed() => return true,
+                },
             };
             let message = match next {
-                None => return false,
+                None => {
+                    self.settle(&mut owed).await;
+                    return false;
+                }
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "the consumer reported an error");
@@ -66,21 +91,48 @@ impl Receiver {
                 }
             };
             let verdict = self.handle(&message).await;
-            let kind = match verdict {
-                Verdict::Ack => AckKind::Ack,
-                Verdict::Term => AckKind::Term,
-                Verdict::Nak(d) => AckKind::Nak(Some(d)),
-            };
-            let nak = matches!(kind, AckKind::Nak(_));
-            match message.ack_with(kind).await {
-                Ok(()) if nak => Counters::add(&self.counters.nacked, 1),
-                Ok(()) => Counters::add(&self.counters.acked, 1),
-                // The server redelivers it after the ack wait; dedup drops the copy.
-                Err(e) => tracing::debug!(error = %e, "acking a message failed"),
+            match verdict {
+                Verdict::Nak(delay) => {
+                    self.settle(&mut owed).await;
+                    match message.ack_with(AckKind::Nak(Some(delay))).await {
+                        Ok(()) => Counters::add(&self.counters.nacked, 1),
+                        Err(e) => tracing::debug!(error = %e, "nacking a message failed"),
+                    }
+                    if self.ack_batch > 1 {
+                        // An ack past it would cover it: start again from the ack floor.
+                        return false;
+                    }
+                }
+                Verdict::Term if self.ack_batch <= 1 => {
+                    self.ack(&message, AckKind::Term, 1).await;
+                }
+                Verdict::Ack | Verdict::Term => {
+                    let count = owed.take().map_or(0, |(_, n)| n) + 1;
+                    owed = Some((message, count));
+                    if count >= self.ack_batch as u64 {
+                        self.settle(&mut owed).await;
+                    }
+                }
             }
             if *stop.borrow() {
+                self.settle(&mut owed).await;
                 return true;
             }
+        }
+    }
+
+    /// Acknowledges what is owed: the last handled message, covering those before it.
+    async fn settle(&self, owed: &mut Option<(Message, u64)>) {
+        if let Some((message, count)) = owed.take() {
+            self.ack(&message, AckKind::Ack, count).await;
+        }
+    }
+
+    async fn ack(&self, message: &Message, kind: AckKind, count: u64) {
+        match message.ack_with(kind).await {
+            Ok(()) => Counters::add(&self.counters.acked, count),
+            // The server redelivers after the ack wait; dedup drops the copies.
+            Err(e) => tracing::debug!(error = %e, "acking a message failed"),
         }
     }
 

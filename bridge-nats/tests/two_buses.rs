@@ -185,9 +185,30 @@ async fn a_burst_crosses_and_its_alerts_come_back_each_once() {
         "A received user events back: the loop guard failed"
     );
 
+    // Idle, neither host owes the broker an ack: a batch of acks is settled as soon as no
+    // further message waits, and one "all up to here" ack covers the batch.
+    for (host, receive) in [("host-a", &["*"][..]), ("host-b", &["user.*"][..])] {
+        let forward: &[&str] = &["*"];
+        let report = plugbus_bridge_nats::inspect(&config(
+            &server.url(),
+            host,
+            dir.path(),
+            forward,
+            receive,
+        ))
+        .await;
+        let consumer = report.jetstream.unwrap().consumer.unwrap();
+        assert_eq!(consumer.num_ack_pending, 0, "{host}: {consumer:?}");
+        assert_eq!(consumer.num_pending, 0, "{host}: {consumer:?}");
+        assert_eq!(consumer.num_redelivered, 0, "{host}: {consumer:?}");
+    }
+
     let sa = bridge_a.shutdown(Duration::from_secs(5)).await;
     let sb = bridge_b.shutdown(Duration::from_secs(5)).await;
     assert_eq!(sa.forwarded, N as u64, "{sa:?}");
+    // Every message handled was acked, in batches.
+    assert_eq!(sa.acked, sa.received + sa.own, "{sa:?}");
+    assert_eq!(sb.acked, sb.received + sb.own, "{sb:?}");
     assert_eq!(sa.outbox_depth, 0, "{sa:?}");
     assert_eq!(
         sa.own, N as u64,
