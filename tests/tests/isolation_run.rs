@@ -144,12 +144,21 @@ fn kill_mid_run(victim: &str) {
         .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
+    // A host that stopped reading (it must not) is reported with its own account of why.
+    let mut refused_at = None;
     for n in 500..1000 {
-        stdin.write_all(failed_login(n).as_bytes()).unwrap();
+        if stdin.write_all(failed_login(n).as_bytes()).is_err() {
+            refused_at = Some(n);
+            break;
+        }
     }
     drop(stdin);
     let out = host.wait_with_output().unwrap();
     let all = output_text(&out);
+    assert_eq!(
+        refused_at, None,
+        "{victim}: the host stopped reading input: {all}"
+    );
     assert_eq!(out.status.code(), Some(0), "{victim}: {all}");
     assert!(all.contains("killed by SIGKILL"), "{victim}: {all}");
     assert!(all.contains("process, 1 restart"), "{victim}: {all}");
