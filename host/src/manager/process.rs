@@ -144,6 +144,7 @@ pub(super) fn spawn(
         next_seq: 1,
         next_call: 1,
         started: false,
+        start_owed: None,
     };
     runtime.spawn(supervisor.run(rx, ready_tx));
     Ok((Worker { tx, thread: None }, ready_rx))
@@ -200,6 +201,9 @@ struct Supervisor {
     next_call: u64,
     /// `start` succeeded: a restarted child is started too.
     started: bool,
+    /// A `start` the crashed child never answered: the next child is started in its place,
+    /// and its answer is this call's.
+    start_owed: Option<Reply>,
 }
 
 /// One child process and the threads that talk to it.
@@ -540,7 +544,8 @@ impl Supervisor {
     /// A restarted child: started again if the plugin was running, then given back what the
     /// crashed one had not answered, in order.
     async fn resume(&mut self, conn: &mut Conn) -> Result<(), String> {
-        if self.started {
+        let owed = self.start_owed.take();
+        if self.started || owed.is_some() {
             let id = self.call_id();
             if !conn.send(&ToChild::Start { id }) {
                 return Err("its channel closed".to_owned());
@@ -555,21 +560,36 @@ impl Supervisor {
                 }
             })
             .await;
+            let failed =
+                |why: &str| PluginError::permanent(format!("plugin process restarted: {why}"));
             match answer {
-                Ok(Ok(None)) => {}
+                Ok(Ok(None)) => {
+                    self.started = true;
+                    if let Some(reply) = owed {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
                 Ok(Ok(Some(error))) => {
-                    return Err(format!(
-                        "start after a restart failed: {}",
-                        plugin_error(error)
-                    ))
+                    let error = plugin_error(error);
+                    let why = format!("start after a restart failed: {error}");
+                    if let Some(reply) = owed {
+                        let _ = reply.send(Err(error));
+                    }
+                    return Err(why);
                 }
                 Ok(Err(())) => {
                     let status = conn.kill(Duration::ZERO).await;
+                    // Owed still: the child after this one answers it.
+                    self.start_owed = owed;
                     return Err(status);
                 }
                 Err(_) => {
                     let status = conn.kill(Duration::from_secs(1)).await;
-                    return Err(format!("start after a restart did not answer ({status})"));
+                    let why = format!("start after a restart did not answer ({status})");
+                    if let Some(reply) = owed {
+                        let _ = reply.send(Err(failed(&why)));
+                    }
+                    return Err(why);
                 }
             }
         }
@@ -672,8 +692,15 @@ impl Supervisor {
         let mut reconfigs: HashMap<u64, (ReconfigureReply, String)> = HashMap::new();
         let crashed = |calls: &mut HashMap<u64, (Reply, bool)>,
                        reconfigs: &mut HashMap<u64, (ReconfigureReply, String)>,
+                       start_owed: &mut Option<Reply>,
                        reason: &str| {
-            for (_, (reply, _)) in calls.drain() {
+            for (_, (reply, is_start)) in calls.drain() {
+                if is_start {
+                    // A crash during `start` is a crash like any other: the restarted child
+                    // is started, and answers for this one.
+                    *start_owed = Some(reply);
+                    continue;
+                }
                 let _ = reply.send(Err(PluginError::permanent(format!(
                     "plugin process ended: {reason}"
                 ))));
@@ -761,7 +788,7 @@ impl Supervisor {
                             Some(why) => format!("{status} (its channel broke: {why})"),
                             None => status,
                         };
-                        crashed(&mut calls, &mut reconfigs, &reason);
+                        crashed(&mut calls, &mut reconfigs, &mut self.start_owed, &reason);
                         return End::Crashed(reason);
                     }
                 },
@@ -771,7 +798,7 @@ impl Supervisor {
                         Err(e) => format!("cannot wait for it: {e}"),
                     };
                     conn.drain_reader().await;
-                    crashed(&mut calls, &mut reconfigs, &reason);
+                    crashed(&mut calls, &mut reconfigs, &mut self.start_owed, &reason);
                     return End::Crashed(reason);
                 }
                 _ = tick.tick() => {
@@ -779,7 +806,7 @@ impl Supervisor {
                         let status = conn.kill(Duration::from_secs(1)).await;
                         conn.drain_reader().await;
                         let reason = format!("no heartbeat for {}: killed ({status})", humantime::format_duration(timeout));
-                        crashed(&mut calls, &mut reconfigs, &reason);
+                        crashed(&mut calls, &mut reconfigs, &mut self.start_owed, &reason);
                         return End::Crashed(reason);
                     }
                 }
@@ -914,6 +941,9 @@ impl Supervisor {
     /// lifecycle call answered, until the queue closes.
     async fn refuse_all(&mut self, jobs: &mut mpsc::UnboundedReceiver<Job>, reason: &str) {
         let message = format!("plugin '{}' failed: {reason}", self.name);
+        if let Some(reply) = self.start_owed.take() {
+            let _ = reply.send(Err(PluginError::permanent(message.clone())));
+        }
         let counters = Arc::clone(&self.env.shared.counters);
         while let Some(job) = jobs.recv().await {
             match job {
