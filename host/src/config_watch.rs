@@ -91,7 +91,7 @@ impl PluginManager {
             .file_name()
             .map(ToOwned::to_owned)
             .ok_or_else(|| error("not a file name".to_owned()))?;
-        let baseline = read_table(&path).map_err(error)?;
+        let (_, baseline) = read_file(&path).map_err(error)?;
         let (tx, rx) = mpsc::channel();
         let mut watcher = notify::recommended_watcher(move |event| {
             let _ = tx.send(event);
@@ -153,8 +153,10 @@ impl PluginManager {
 /// Reads the file again and applies what changed since `last`.
 async fn apply_file(manager: &PluginManager, path: &Path, last: &mut toml::Table) {
     let source = path.display().to_string();
-    let table = match read_table(path) {
-        Ok(table) => table,
+    // One read: the table the diff is made of is the configuration applied.
+    let parsed = read_file(path);
+    let (text, table) = match parsed {
+        Ok(parsed) => parsed,
         Err(reason) => {
             tracing::error!(path = %source, error = %reason, "the changed configuration file is not applied");
             manager.config_refused(&source, reason).await;
@@ -164,8 +166,13 @@ async fn apply_file(manager: &PluginManager, path: &Path, last: &mut toml::Table
     if &table == last {
         return;
     }
-    let config = match Config::from_path(path) {
-        Ok(config) => config,
+    let config = match Config::from_toml_str(&text, &source) {
+        Ok(mut config) => {
+            if let Some(folder) = path.parent() {
+                config.resolve_relative_to(folder);
+            }
+            config
+        }
         Err(err) => {
             tracing::error!(path = %source, error = %err, "the changed configuration file is not applied");
             manager.config_refused(&source, err.to_string()).await;
@@ -186,11 +193,14 @@ async fn apply_file(manager: &PluginManager, path: &Path, last: &mut toml::Table
     );
 }
 
-fn read_table(path: &Path) -> Result<toml::Table, String> {
+/// The file's text and its TOML table.
+fn read_file(path: &Path) -> Result<(String, toml::Table), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
-    text.parse::<toml::Table>()
-        .map_err(|e| format!("'{}' is not valid TOML: {e}", path.display()))
+    let table = text
+        .parse::<toml::Table>()
+        .map_err(|e| format!("'{}' is not valid TOML: {e}", path.display()))?;
+    Ok((text, table))
 }
 
 /// The dotted keys whose values differ between two tables (a key only one has counts).

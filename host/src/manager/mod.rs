@@ -977,6 +977,12 @@ impl PluginManager {
             handler,
             error,
         };
+        // The plugin side checks names, but what crosses the ABI is the plugin's to write:
+        // a name becomes a table cell and a metrics label, so the host checks it again.
+        if !sub.name.is_empty() {
+            plugbus_plugin_api::validate_subscription_name(sub.name.as_str())
+                .map_err(|e| sub_err(e.message().to_owned()))?;
+        }
         let interest = interest_of(sub).map_err(sub_err)?;
         if interest.is_empty() {
             tracing::warn!(plugin = %name, handler, "subscription selects nothing; ignored");
