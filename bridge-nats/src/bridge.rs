@@ -10,6 +10,7 @@ use crate::receive::{Admission, Receiver};
 use crate::relay::Relay;
 use crate::staged::StagedRelay;
 use crate::subject;
+use crate::tail::Tail;
 use crate::writer::{self, Cmd, WriterShared};
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, stream, Context};
@@ -34,6 +35,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Backoff for setting up the stream and consumer while the broker is away: up to this.
 const SETUP_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The most committed outbox rows kept in memory for the relay (about 100k bench events):
+/// a backlog beyond that is read back from the file.
+const TAIL_BYTES: usize = 64 << 20;
 
 /// Reads a bridge's counters; cheap to clone, outlives the bridge (then it reads its last
 /// figures).
@@ -153,13 +158,16 @@ impl NatsBridge {
             .await
             .map_err(|_| crate::error::OutboxError::Closed)??;
         counters.outbox_depth.store(store.depth()?, Relaxed);
+        let remembered = store.seen()?;
         let reader = Arc::new(Mutex::new(Reader::open(&outbox_path)?));
         let appended = Arc::new(Notify::new());
+        let tail = Arc::new(Tail::new(TAIL_BYTES, store.next_seq() - 1));
         let (writer_tx, writer_thread) = writer::spawn(
             store,
             WriterShared {
                 counters: counters.clone(),
                 appended: appended.clone(),
+                tail: tail.clone(),
             },
         )
         .map_err(|e| BridgeError::JetStream {
@@ -195,6 +203,7 @@ impl NatsBridge {
                 Relay {
                     js: js.clone(),
                     reader,
+                    tail,
                     writer: writer_tx.clone(),
                     appended,
                     counters: counters.clone(),
@@ -225,6 +234,7 @@ impl NatsBridge {
             counters.clone(),
             ready_tx,
             consumer.clone(),
+            Memory::load(remembered, config.dedup_window, writer_tx.clone()),
             stop_receive.subscribe(),
             stop_all.subscribe(),
         ));
@@ -416,6 +426,35 @@ pub(crate) async fn connect_options(
     Ok(options)
 }
 
+/// What the receiver remembers between its message streams, and from the last run.
+struct Memory {
+    seen: SeenIds,
+    next_n: i64,
+    writer: std::sync::mpsc::Sender<Cmd>,
+}
+
+impl Memory {
+    /// The ids the outbox file holds (delivered, ack not confirmed) seed the window.
+    fn load(
+        rows: Vec<(i64, String)>,
+        window: usize,
+        writer: std::sync::mpsc::Sender<Cmd>,
+    ) -> Memory {
+        let mut seen = SeenIds::new(window);
+        let next_n = rows.last().map_or(1, |(n, _)| n + 1);
+        for (_, id) in rows {
+            if let Ok(id) = id.parse::<EventId>() {
+                seen.insert(id);
+            }
+        }
+        Memory {
+            seen,
+            next_n,
+            writer,
+        }
+    }
+}
+
 /// Creates the stream (if missing) and, with `receive` patterns, this host's consumer, then
 /// feeds the local bus; does it again whenever the consumer's message stream ends.
 #[allow(clippy::too_many_arguments)]
@@ -428,12 +467,12 @@ async fn setup_and_receive(
     counters: Arc<Counters>,
     ready: watch::Sender<bool>,
     consumer_slot: Arc<Mutex<Option<PullConsumer>>>,
+    mut memory: Memory,
     mut stop: watch::Receiver<bool>,
     mut stop_all: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
-    let mut seen = Some(SeenIds::new(config.dedup_window));
     loop {
         if *stop_all.borrow() {
             return;
@@ -477,14 +516,17 @@ async fn setup_and_receive(
                             bus: bus.clone(),
                             host: config.host_id().to_owned(),
                             interest: interest.clone(),
-                            seen: seen
-                                .take()
-                                .unwrap_or_else(|| SeenIds::new(config.dedup_window)),
+                            seen: std::mem::replace(&mut memory.seen, SeenIds::new(0)),
+                            next_n: memory.next_n,
+                            unsaved: Vec::new(),
+                            writer: memory.writer.clone(),
+                            acks: tokio::task::JoinSet::new(),
                             admission: admission.clone(),
                             counters: counters.clone(),
                         };
                         let stopped = receiver.run(&mut stop).await;
-                        seen = Some(receiver.seen);
+                        memory.seen = receiver.seen;
+                        memory.next_n = receiver.next_n;
                         if stopped {
                             return;
                         }

@@ -462,7 +462,7 @@ fn describe(e: &dyn std::error::Error) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::outbox::{NewRow, Outbox, Store};
+    use crate::outbox::{Changes, NewRow, Outbox, Store};
     use plugbus::{Event, EventType};
 
     fn event() -> Event {
@@ -488,7 +488,13 @@ mod tests {
         let path = dir.path().join("o.sqlite");
         let mut store = Store::open(&path).unwrap();
         let rows: Vec<NewRow> = (0..4).map(|_| NewRow::of(&event()).unwrap()).collect();
-        store.write(&rows, &[], Some(1)).unwrap();
+        store
+            .write(&Changes {
+                rows: &rows,
+                acked: Some(1),
+                ..Changes::default()
+            })
+            .unwrap();
         let conn = Outbox::connect(&path).unwrap();
         Outbox::stage(&conn, &event()).unwrap();
 
@@ -502,7 +508,12 @@ mod tests {
         // The writer goes on while a reader is open.
         let reader = open_read_only(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
-        store.write(&[], &[], Some(4)).unwrap();
+        store
+            .write(&Changes {
+                acked: Some(4),
+                ..Changes::default()
+            })
+            .unwrap();
         drop(reader);
         assert_eq!(inspect_outbox(&path).unwrap().depth, 0);
     }
@@ -513,8 +524,12 @@ mod tests {
         let path = dir.path().join("o.sqlite");
         {
             let mut store = Store::open(&path).unwrap();
+            let rows = [NewRow::of(&event()).unwrap()];
             store
-                .write(&[NewRow::of(&event()).unwrap()], &[], None)
+                .write(&Changes {
+                    rows: &rows,
+                    ..Changes::default()
+                })
                 .unwrap();
         }
         let beside = |ext: &str| dir.path().join(format!("o.sqlite-{ext}")).exists();
@@ -539,8 +554,12 @@ mod tests {
         let path = dir.path().join("an odd #name? 100%.sqlite");
         {
             let mut store = Store::open(&path).unwrap();
+            let rows = [NewRow::of(&event()).unwrap()];
             store
-                .write(&[NewRow::of(&event()).unwrap()], &[], None)
+                .write(&Changes {
+                    rows: &rows,
+                    ..Changes::default()
+                })
                 .unwrap();
         }
         assert_eq!(inspect_outbox(&path).unwrap().depth, 1);

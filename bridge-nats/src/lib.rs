@@ -11,8 +11,8 @@
 //!   acknowledges it. A broker outage, a crash or `kill -9` loses nothing (see [`outbox`]).
 //! - **In**: a durable pull consumer per host (`durable`) feeds the local bus; a message is
 //!   acked once the local outcome is known, nacked with backoff if the bus cannot take it;
-//!   a host's own events are dropped on receipt (`Plugbus-Host` header), so are ids seen
-//!   lately (redeliveries); received events carry the origin `remote:<host>` and are never
+//!   a host's own events are dropped on receipt (`Plugbus-Host` header), so are ids it
+//!   delivered before (redeliveries, also after a restart); received events carry the origin `remote:<host>` and are never
 //!   forwarded again (see [`NatsBridge`]).
 //! - **Transactional outbox**: [`Outbox::stage`] puts an event in the application's own
 //!   SQLite transaction; it exists, and is published locally and to the broker, only if that
@@ -28,8 +28,11 @@
 //!   outbox; a resend after a failure may repeat some, which the stream drops (inside its
 //!   duplicate window, 2 minutes by default) and the receiver drops too (by id).
 //! - Delivery to a remote bus is at least once from the broker's side and once per
-//!   subscription on the receiving host while it runs (its window of seen ids is in memory:
-//!   a message redelivered after the receiving host itself restarts is delivered again).
+//!   subscription on the receiving host, across its restarts too: the ids it delivered are
+//!   written to its outbox file before each ack and kept until the server confirms the ack,
+//!   and a restarted host drops the redeliveries of those ids. What remains is the moment
+//!   between a handler finishing and the next ack's write (at most `ack_batch` messages):
+//!   a host killed inside it gets those messages again, as at-least-once promises.
 
 mod bridge;
 pub mod config;
@@ -44,6 +47,7 @@ mod receive;
 mod relay;
 mod staged;
 pub mod subject;
+mod tail;
 mod writer;
 
 pub use bridge::{BridgeBuilder, NatsBridge, StatsHandle, FORWARD_SUBSCRIPTION};

@@ -1,6 +1,10 @@
 //! A `nats-server` of one's own, for tests, benchmarks and trying things out: JetStream on,
 //! a free loopback port, a store in a temporary folder, killed on drop.
 //!
+//! The server picks its own port (`-p -1`) and says which in a ports file: a port chosen here
+//! and handed over could be taken in between by a server another test started at the same
+//! moment, and a readiness probe would then find that other server and call this one ready.
+//!
 //! ```no_run
 //! use plugbus_bridge_nats::local_server::LocalServer;
 //! let Some(server) = LocalServer::start()? else {
@@ -11,7 +15,6 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,8 +23,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct LocalServer {
     child: Option<Child>,
+    /// 0 until the first start has read the port the server chose.
     port: u16,
     store: PathBuf,
+    ports_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
     binary: PathBuf,
 }
@@ -50,11 +55,13 @@ impl LocalServer {
         };
         let dir = tempfile::tempdir()?;
         let store = dir.path().join("js");
-        let port = free_port()?;
+        let ports_dir = dir.path().join("ports");
+        std::fs::create_dir_all(&ports_dir)?;
         let mut server = LocalServer {
             child: None,
-            port,
+            port: 0,
             store,
+            ports_dir,
             _dir: Some(dir),
             binary,
         };
@@ -86,41 +93,61 @@ impl LocalServer {
     /// As [`start`](Self::start).
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.kill();
-        let child = Command::new(&self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+        let port = match self.port {
+            0 => "-1".to_owned(),
+            p => p.to_string(),
+        };
+        let mut child = Command::new(&self.binary)
+            .args(["-a", "127.0.0.1", "-p", &port, "-js", "--ports_file_dir"])
+            .arg(&self.ports_dir)
+            .arg("-sd")
             .arg(&self.store)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        self.child = Some(child);
+        // The ports file is written once the server listens: `<binary name>_<pid>.ports`.
+        let suffix = format!("_{}.ports", child.id());
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let listening = loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "nats-server exited before listening ({status}; port {port})"
+                )));
+            }
+            if let Some(p) = read_ports_file(&self.ports_dir, &suffix) {
+                break p;
+            }
             if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "nats-server did not listen within 10 s",
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        self.port = listening;
+        self.child = Some(child);
         Ok(())
     }
+}
+
+/// The client port in the ports file whose name ends with `suffix`, once it is complete.
+fn read_ports_file(dir: &Path, suffix: &str) -> Option<u16> {
+    let entry = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(suffix))?;
+    let text = std::fs::read_to_string(entry.path()).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let url = doc.get("nats")?.as_array()?.first()?.as_str()?;
+    url.rsplit(':').next()?.parse().ok()
 }
 
 impl Drop for LocalServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

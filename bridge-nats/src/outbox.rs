@@ -10,6 +10,11 @@
 //! - `plugbus_outbox_staged`: events an application staged in **its own** transaction with
 //!   [`Outbox::stage`]. They exist only if that transaction commits; the relay then publishes
 //!   each to the local bus and moves it to `plugbus_outbox` for the broker.
+//! - `plugbus_inbox_seen`: on the receiving side, the ids of events delivered to the local bus
+//!   whose acknowledgement JetStream has not confirmed yet. A message is acked only once its id
+//!   is here, and the rows go when the server confirms the ack; a host killed in between loads
+//!   them at its next start, so the messages JetStream then redelivers are dropped, not
+//!   delivered a second time.
 //!
 //! # Staging an event with your own data
 //! ```
@@ -54,6 +59,10 @@ CREATE TABLE IF NOT EXISTS plugbus_outbox_staged (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
     body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plugbus_inbox_seen (
+    n INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL
 );
 ";
 
@@ -159,6 +168,21 @@ impl NewRow {
             body: event.to_json()?,
         })
     }
+
+    /// The row as the relay sends it, once committed as number `seq`.
+    pub(crate) fn into_pending(self, seq: i64) -> PendingRow {
+        PendingRow {
+            seq,
+            event_type: self.event_type,
+            stamp: crate::headers::Stamp {
+                id: self.event_id,
+                origin: self.origin,
+                correlation: self.correlation,
+                causation: self.causation,
+            },
+            body: self.body,
+        }
+    }
 }
 
 /// A row read back for sending.
@@ -181,6 +205,9 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn open(path: &Path) -> Result<Store, OutboxError> {
         let conn = Outbox::connect(path)?;
+        // Rows are appended and deleted moments later, so the same pages change again and
+        // again: a larger cache and fewer, larger checkpoints write each page less often.
+        conn.execute_batch("PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=8192;")?;
         let last: Option<i64> = conn
             .query_row("SELECT MAX(seq) FROM plugbus_outbox", [], |r| r.get(0))
             .optional()?
@@ -196,6 +223,11 @@ impl Store {
         &self.path
     }
 
+    /// The sequence number the next appended row gets.
+    pub(crate) fn next_seq(&self) -> i64 {
+        self.next_seq
+    }
+
     pub(crate) fn depth(&self) -> Result<u64, OutboxError> {
         Ok(self
             .conn
@@ -204,14 +236,17 @@ impl Store {
             })? as u64)
     }
 
-    /// In one transaction: appends `rows`, removes the staged rows `staged_done`, and deletes
-    /// every row up to `acked` (inclusive). Returns (rows appended, rows deleted).
-    pub(crate) fn write(
-        &mut self,
-        rows: &[NewRow],
-        staged_done: &[i64],
-        acked: Option<i64>,
-    ) -> Result<(u64, u64), OutboxError> {
+    /// Ids delivered and not yet confirmed acknowledged, oldest first, with their numbers.
+    pub(crate) fn seen(&self) -> Result<Vec<(i64, String)>, OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT n, event_id FROM plugbus_inbox_seen ORDER BY n")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Applies `changes` in one transaction. Returns (rows appended, rows deleted).
+    pub(crate) fn write(&mut self, changes: &Changes<'_>) -> Result<(u64, u64), OutboxError> {
         let tx = self.conn.transaction()?;
         let mut seq = self.next_seq;
         {
@@ -219,7 +254,7 @@ impl Store {
                 "INSERT INTO plugbus_outbox (seq, event_id, event_type, origin, correlation_id, causation_id, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for r in rows {
+            for r in changes.rows {
                 insert.execute(params![
                     seq,
                     r.event_id,
@@ -233,18 +268,42 @@ impl Store {
             }
             let mut unstage =
                 tx.prepare_cached("DELETE FROM plugbus_outbox_staged WHERE seq = ?1")?;
-            for s in staged_done {
+            for s in changes.staged_done {
                 unstage.execute([s])?;
             }
+            let mut seen = tx.prepare_cached(
+                "INSERT OR REPLACE INTO plugbus_inbox_seen (n, event_id) VALUES (?1, ?2)",
+            )?;
+            for (n, id) in changes.seen {
+                seen.execute(params![n, id])?;
+            }
         }
-        let deleted = match acked {
+        let deleted = match changes.acked {
             Some(upto) => tx.execute("DELETE FROM plugbus_outbox WHERE seq <= ?1", [upto])? as u64,
             None => 0,
         };
+        if let Some(upto) = changes.seen_confirmed {
+            tx.execute("DELETE FROM plugbus_inbox_seen WHERE n <= ?1", [upto])?;
+        }
         tx.commit()?;
         self.next_seq = seq;
-        Ok((rows.len() as u64, deleted))
+        Ok((changes.rows.len() as u64, deleted))
     }
+}
+
+/// What one writer transaction does.
+#[derive(Debug, Default)]
+pub(crate) struct Changes<'a> {
+    /// Rows to append.
+    pub(crate) rows: &'a [NewRow],
+    /// Staged rows to remove (published, or dropped).
+    pub(crate) staged_done: &'a [i64],
+    /// Delete every outbox row up to this sequence number.
+    pub(crate) acked: Option<i64>,
+    /// Received ids to remember, with their numbers.
+    pub(crate) seen: &'a [(i64, String)],
+    /// Forget remembered ids up to this number: their acks are confirmed.
+    pub(crate) seen_confirmed: Option<i64>,
 }
 
 /// The relay's read-only view of the outbox.
@@ -304,8 +363,14 @@ mod tests {
         {
             let mut store = Store::open(&path)?;
             let rows: Vec<NewRow> = events.iter().map(NewRow::of).collect::<Result<_, _>>()?;
-            store.write(&rows, &[], None)?;
-            store.write(&[], &[], Some(2))?;
+            store.write(&Changes {
+                rows: &rows,
+                ..Changes::default()
+            })?;
+            store.write(&Changes {
+                acked: Some(2),
+                ..Changes::default()
+            })?;
         }
         let store = Store::open(&path)?;
         assert_eq!(store.depth()?, 3);

@@ -12,6 +12,13 @@
 //!    the reason): only then is it acked. If the bus refuses it (shutting down), the message is
 //!    nacked with a delay, for this host's next start.
 //!
+//! Before a message is acked, the ids of the events delivered since the last ack are written
+//! to the outbox file (`plugbus_inbox_seen`), and they are removed once the server confirms
+//! the ack: a host killed between delivering and acking loads them at its next start and drops
+//! the messages JetStream redelivers then. The write and the confirmed ack run beside the
+//! receiving (a task per ack), so messages keep flowing meanwhile; the writer's order makes a
+//! later ack wait for every earlier write.
+//!
 //! Acks come in batches when the consumer's policy is "all" (`ack_batch` > 1): one ack for
 //! the last handled message covers every one before it, sent after `ack_batch` messages or as
 //! soon as no further message is waiting, so an idle consumer owes nothing. A terminated
@@ -22,6 +29,7 @@
 use crate::counters::Counters;
 use crate::dedup::SeenIds;
 use crate::headers;
+use crate::writer::Cmd;
 use async_nats::jetstream::consumer::pull;
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
@@ -47,9 +55,20 @@ pub(crate) struct Receiver {
     pub(crate) host: String,
     pub(crate) interest: Interest,
     pub(crate) seen: SeenIds,
+    /// The number the next remembered id gets (numbers only grow, across restarts too).
+    pub(crate) next_n: i64,
+    /// Ids delivered since the last ack, not written yet.
+    pub(crate) unsaved: Vec<(i64, String)>,
+    /// The outbox writer, which remembers and forgets the ids.
+    pub(crate) writer: std::sync::mpsc::Sender<Cmd>,
+    /// Acks on their way (each waits for its ids to be written, then for the server).
+    pub(crate) acks: tokio::task::JoinSet<()>,
     pub(crate) admission: Option<Admission>,
     pub(crate) counters: Arc<Counters>,
 }
+
+/// How long a stopping receiver waits for its acks to be confirmed.
+const ACKS_AT_STOP: Duration = Duration::from_secs(5);
 
 /// What became of one message.
 enum Verdict {
@@ -59,8 +78,18 @@ enum Verdict {
 }
 
 impl Receiver {
-    /// Takes messages until `stop` or the stream ends (then the caller makes a new one).
+    /// Takes messages until `stop` or the stream ends (then the caller makes a new one), and
+    /// waits (a while) for the acks it sent to be confirmed.
     pub(crate) async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+        let stopped = self.receive(stop).await;
+        let _ = tokio::time::timeout(ACKS_AT_STOP, async {
+            while self.acks.join_next().await.is_some() {}
+        })
+        .await;
+        stopped
+    }
+
+    async fn receive(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
         // The last handled message not acknowledged yet, and how many it stands for.
         let mut owed: Option<(Message, u64)> = None;
         loop {
@@ -121,11 +150,41 @@ impl Receiver {
         }
     }
 
-    /// Acknowledges what is owed: the last handled message, covering those before it.
-    async fn settle(&self, owed: &mut Option<(Message, u64)>) {
-        if let Some((message, count)) = owed.take() {
-            self.ack(&message, AckKind::Ack, count).await;
-        }
+    /// Acknowledges what is owed: the last handled message, covering those before it, once
+    /// the ids delivered before it are on disk; they are forgotten when the server confirms.
+    async fn settle(&mut self, owed: &mut Option<(Message, u64)>) {
+        let Some((message, count)) = owed.take() else {
+            return;
+        };
+        while self.acks.try_join_next().is_some() {}
+        let upto = self.next_n - 1;
+        let written = if self.unsaved.is_empty() {
+            None
+        } else {
+            let (answer, written) = tokio::sync::oneshot::channel();
+            let ids = std::mem::take(&mut self.unsaved);
+            self.writer
+                .send(Cmd::Seen(ids, answer))
+                .ok()
+                .map(|()| written)
+        };
+        let counters = self.counters.clone();
+        let writer = self.writer.clone();
+        self.acks.spawn(async move {
+            if let Some(written) = written {
+                if !matches!(written.await, Ok(true)) {
+                    tracing::warn!("remembering received event ids failed: if this host stops before the ack is confirmed, JetStream's redelivery reaches the bus again");
+                }
+            }
+            match message.double_ack_with(AckKind::Ack).await {
+                Ok(()) => {
+                    Counters::add(&counters.acked, count);
+                    let _ = writer.send(Cmd::SeenConfirmed(upto));
+                }
+                // The server redelivers after the ack wait; dedup drops the copies.
+                Err(e) => tracing::debug!(error = %e, "acking a message failed"),
+            }
+        });
     }
 
     async fn ack(&self, message: &Message, kind: AckKind, count: u64) {
@@ -180,7 +239,10 @@ impl Receiver {
                             "a remote event failed locally (not dead-lettered)");
                     }
                 }
-                self.seen.insert(id);
+                if self.seen.insert(id) {
+                    self.unsaved.push((self.next_n, id.to_string()));
+                    self.next_n += 1;
+                }
                 Counters::add(&self.counters.received, 1);
                 Verdict::Ack
             }

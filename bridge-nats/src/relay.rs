@@ -10,6 +10,7 @@ use crate::counters::Counters;
 use crate::headers;
 use crate::outbox::{PendingRow, Reader};
 use crate::subject::subject_for;
+use crate::tail::{Tail, Take};
 use crate::writer::Cmd;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
@@ -37,6 +38,8 @@ type AckFuture = BoxFuture<'static, (i64, Result<bool, String>)>;
 pub(crate) struct Relay {
     pub(crate) js: Context,
     pub(crate) reader: Arc<parking_lot::Mutex<Reader>>,
+    /// Rows just committed, so the common case needs no read of the file.
+    pub(crate) tail: Arc<Tail>,
     pub(crate) writer: Sender<Cmd>,
     pub(crate) appended: Arc<Notify>,
     pub(crate) counters: Arc<Counters>,
@@ -164,6 +167,11 @@ impl Relay {
     }
 
     async fn read(&self, from: i64, limit: usize) -> Vec<PendingRow> {
+        match self.tail.take(from, limit) {
+            Take::Rows(rows) => return rows,
+            Take::CaughtUp => return Vec::new(),
+            Take::ReadDisk => {}
+        }
         let reader = self.reader.clone();
         match tokio::task::spawn_blocking(move || reader.lock().pending(from, limit)).await {
             Ok(Ok(rows)) => rows,

@@ -8,7 +8,8 @@
 //! relay published locally into the outbox.
 
 use crate::counters::Counters;
-use crate::outbox::{NewRow, Store};
+use crate::outbox::{Changes, NewRow, Store};
+use crate::tail::Tail;
 use plugbus::{Completion, Event, HandlerError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, Sender};
@@ -29,6 +30,10 @@ pub(crate) enum Cmd {
     Unstage(i64),
     /// Delete every row up to this sequence number: JetStream has them.
     Acked(i64),
+    /// Remember these received ids (numbered), then answer whether they are on disk.
+    Seen(Vec<(i64, String)>, tokio::sync::oneshot::Sender<bool>),
+    /// Forget received ids up to this number: JetStream confirmed their acks.
+    SeenConfirmed(i64),
     /// Answer once everything before this is committed.
     Flush(tokio::sync::oneshot::Sender<()>),
     /// Stop after committing what is queued.
@@ -40,6 +45,8 @@ pub(crate) struct WriterShared {
     pub(crate) counters: Arc<Counters>,
     /// Woken after every commit that appended rows.
     pub(crate) appended: Arc<Notify>,
+    /// Where committed rows go for the relay (which reads the file when they are not there).
+    pub(crate) tail: Arc<Tail>,
 }
 
 /// Starts the writer thread.
@@ -61,6 +68,9 @@ struct Batch {
     done: Vec<Completion>,
     staged: Vec<i64>,
     acked: Option<i64>,
+    seen: Vec<(i64, String)>,
+    seen_answers: Vec<tokio::sync::oneshot::Sender<bool>>,
+    seen_confirmed: Option<i64>,
     flushes: Vec<tokio::sync::oneshot::Sender<()>>,
     stop: bool,
 }
@@ -83,13 +93,24 @@ impl Batch {
             }
             Cmd::Unstage(seq) => self.staged.push(seq),
             Cmd::Acked(seq) => self.acked = Some(self.acked.map_or(seq, |a| a.max(seq))),
+            Cmd::Seen(ids, answer) => {
+                self.seen.extend(ids);
+                self.seen_answers.push(answer);
+            }
+            Cmd::SeenConfirmed(n) => {
+                self.seen_confirmed = Some(self.seen_confirmed.map_or(n, |c| c.max(n)));
+            }
             Cmd::Flush(answer) => self.flushes.push(answer),
             Cmd::Stop => self.stop = true,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.staged.is_empty() && self.acked.is_none()
+        self.rows.is_empty()
+            && self.staged.is_empty()
+            && self.acked.is_none()
+            && self.seen_answers.is_empty()
+            && self.seen_confirmed.is_none()
     }
 }
 
@@ -118,9 +139,30 @@ fn run(mut store: Store, shared: WriterShared, rx: Receiver<Cmd>) {
 }
 
 fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures: &mut u32) {
-    match store.write(&batch.rows, &batch.staged, batch.acked) {
+    let first_seq = store.next_seq();
+    let changes = Changes {
+        rows: &batch.rows,
+        staged_done: &batch.staged,
+        acked: batch.acked,
+        seen: &batch.seen,
+        seen_confirmed: batch.seen_confirmed,
+    };
+    let result = store.write(&changes);
+    let remembered = result.is_ok();
+    for answer in batch.seen_answers.drain(..) {
+        let _ = answer.send(remembered);
+    }
+    match result {
         Ok((appended, deleted)) => {
             *failures = 0;
+            shared.tail.committed(
+                batch
+                    .rows
+                    .drain(..)
+                    .zip(first_seq..)
+                    .map(|(row, seq)| row.into_pending(seq))
+                    .collect(),
+            );
             let forwarded = batch.done.len() as u64;
             for c in batch.done.drain(..) {
                 c.finish(Ok::<(), HandlerError>(()));

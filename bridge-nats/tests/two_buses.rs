@@ -463,3 +463,139 @@ async fn stopping_receiving_at_once_still_drains_the_outbox() {
         assert_eq!(stats.forwarded, 50, "round {round}: {stats:?}");
     }
 }
+
+/// A receiving host killed after delivering events and before JetStream confirmed its ack
+/// leaves their ids in its outbox file (`plugbus_inbox_seen`, written before every ack). Here
+/// that file is made by hand, as such a host leaves it; the same envelopes then come again
+/// from the stream, as the redelivery after the restart does. Only the one never delivered
+/// reaches the bus, and the ids are forgotten once the new acks are confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_delivered_before_a_kill_are_not_delivered_again_after_the_restart() {
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Event> = (0..3).map(|n| event(EventType::USER_LOGIN, n)).collect();
+    let outbox = dir.path().join("host-b.sqlite");
+    {
+        let conn = Outbox::connect(&outbox).unwrap();
+        for (n, e) in events[..2].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO plugbus_inbox_seen (n, event_id) VALUES (?1, ?2)",
+                (n as i64 + 1, e.id().to_string()),
+            )
+            .unwrap();
+        }
+    }
+    let b = Bus::builder().build().unwrap();
+    let seen = Seen::default();
+    let s = seen.clone();
+    b.subscribe_pattern("user.*")
+        .name("one")
+        .handle(move |e: &Event| s.record(e))
+        .unwrap();
+    let bridge = NatsBridge::builder(config(
+        &server.url(),
+        "host-b",
+        dir.path(),
+        &[],
+        &["user.*"],
+    ))
+    .start(&b)
+    .await
+    .unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    for e in &events {
+        let body = bytes::Bytes::from(e.to_json().unwrap());
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", e.id().to_string().as_str());
+        h.insert("Plugbus-Host", "host-a");
+        loop {
+            if let Ok(ack) = js
+                .publish_with_headers("plugbus.user.login", h.clone(), body.clone())
+                .await
+            {
+                if ack.await.is_ok() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    wait_for("the new event", Duration::from_secs(10), || seen.len() == 1).await;
+    wait_for(
+        "the two redeliveries to be dropped",
+        Duration::from_secs(10),
+        || bridge.stats().duplicates == 2,
+    )
+    .await;
+    assert_eq!(seen.ids(), vec![events[2].id()]);
+    wait_for("every ack to be confirmed", Duration::from_secs(10), || {
+        bridge.stats().acked == 3
+    })
+    .await;
+    let stats = bridge.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((stats.received, stats.duplicates), (1, 2), "{stats:?}");
+    let conn = Outbox::connect(&outbox).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM plugbus_inbox_seen", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "ids stay remembered after their acks were confirmed"
+    );
+}
+
+/// While a host receives, the ids it delivered are written before each ack and removed after
+/// the server confirms it: after a burst, nothing is left, and every message was acked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_ids_are_forgotten_once_their_acks_are_confirmed() {
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Bus::builder().build().unwrap(),
+        Bus::builder().build().unwrap(),
+    );
+    let bridge_a = NatsBridge::builder(config(
+        &server.url(),
+        "host-a",
+        dir.path(),
+        &["user.*"],
+        &[],
+    ))
+    .start(&a)
+    .await
+    .unwrap();
+    let bridge_b = NatsBridge::builder(config(
+        &server.url(),
+        "host-b",
+        dir.path(),
+        &[],
+        &["user.*"],
+    ))
+    .start(&b)
+    .await
+    .unwrap();
+    let seen = Seen::default();
+    let s = seen.clone();
+    b.subscribe_pattern("user.*")
+        .name("one")
+        .handle(move |e: &Event| s.record(e))
+        .unwrap();
+    const N: usize = 2_000;
+    for n in 0..N {
+        a.emit(event(EventType::USER_LOGIN, n)).await.unwrap();
+    }
+    wait_for("host B", Duration::from_secs(30), || seen.len() == N).await;
+    wait_for("every ack to be confirmed", Duration::from_secs(10), || {
+        bridge_b.stats().acked == N as u64
+    })
+    .await;
+    assert_eq!(seen.max_count(), 1);
+    bridge_a.shutdown(Duration::from_secs(5)).await;
+    bridge_b.shutdown(Duration::from_secs(5)).await;
+    let conn = Outbox::connect(dir.path().join("host-b.sqlite")).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM plugbus_inbox_seen", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
