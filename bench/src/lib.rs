@@ -13,9 +13,12 @@
 //! - `baselines`: the floor, the Go design ported ("seed"), a tokio mpsc hop, `join_all`;
 //! - `scenarios`: the plugbus side of each;
 //! - `fanout`: `emit` to N tasks beside tokio broadcast and flume, and paced latency;
-//! - `rss`: the resident set, for the stalled-subscriber scenario.
+//! - `rss`: the resident set, for the stalled-subscriber scenario;
+//! - `cpu`: CPU time of this process and of the broker, for the NATS scenarios.
 
 mod baselines;
+#[cfg(feature = "nats")]
+mod cpu;
 mod fanout;
 #[cfg(feature = "nats")]
 mod nats;

@@ -12,6 +12,10 @@
 //!   without plugbus: the same envelopes, headers and subjects published by one client
 //!   straight to a stream of the same settings, as many acknowledgements outstanding as the
 //!   bridge allows (`max_in_flight`), no bus, no outbox, no receiver.
+//!
+//! `jetstream_raw` and `nats_forward` carry `broker_cpu_us` and `host_cpu_us`: the CPU time
+//! per event of nats-server and of this process over the phase. With two cores, their sum
+//! bounds the rate at 2 s / (sum) events per second.
 
 use super::{Plan, Row, EVENT};
 use parking_lot::Mutex;
@@ -36,6 +40,7 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
         ]);
     };
     let events: u64 = if plan.rounds <= 5 { 50_000 } else { 200_000 };
+    let cpu = Cpu::start(server.pid());
     let raw = raw_jetstream(&server.url(), events).await?;
     let mut raw_row = Row::measured(
         "jetstream_raw",
@@ -43,6 +48,7 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
         &[raw.as_nanos() as f64 / events as f64],
     );
     raw_row.extra.insert("events".into(), json!(events));
+    cpu.record(&mut raw_row, events);
     let dir = tempfile::tempdir()?;
     let config = |durable: &str, forward: &[&str], receive: &[&str]| {
         let mut c = NatsConfig::new(&server.url(), durable)
@@ -77,6 +83,7 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
         );
         Ok(!done())
     };
+    let cpu = Cpu::start(server.pid());
     let start = Instant::now();
     for _ in 0..events {
         a.emit(Event::builder(EventType::USER_LOGIN).json(BODY).build()?)
@@ -86,6 +93,7 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let forwarded = start.elapsed();
+    let forward_cpu = cpu.read();
     let receiving = Instant::now();
     let bridge_b = NatsBridge::builder(config("bench-b", &[], &["user.*"]))
         .start(&b)
@@ -98,6 +106,7 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let mut forward = Row::measured("nats_forward", EVENT, &[ns]).against(&raw_row);
     forward.extra.insert("events".into(), json!(events));
     forward.extra.insert("outbox".into(), json!("sqlite, WAL"));
+    forward_cpu.record(&mut forward, events);
     forward.extra.insert(
         "received_per_s".into(),
         json!((events as f64 / received.as_secs_f64()).round()),
@@ -131,6 +140,47 @@ pub(super) async fn nats_group(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     bridge_b.shutdown(Duration::from_secs(5)).await;
     drop(server);
     Ok(vec![raw_row, forward, latency])
+}
+
+/// CPU time used by the broker and by this process over one phase: at the broker's ceiling,
+/// the two together fill the machine's cores, which is what bounds events per second here.
+#[derive(Clone, Copy)]
+struct Cpu {
+    broker: Option<u32>,
+    at_start: (Option<Duration>, Option<Duration>),
+    at_end: Option<(Option<Duration>, Option<Duration>)>,
+}
+
+impl Cpu {
+    fn start(broker: Option<u32>) -> Cpu {
+        Cpu {
+            broker,
+            at_start: (super::cpu::used(broker), super::cpu::used(None)),
+            at_end: None,
+        }
+    }
+
+    /// The phase ends now.
+    fn read(mut self) -> Cpu {
+        self.at_end = Some((super::cpu::used(self.broker), super::cpu::used(None)));
+        self
+    }
+
+    /// Adds `broker_cpu_us` and `host_cpu_us` (per event) to `row`, where `/proc` tells.
+    fn record(self, row: &mut Row, events: u64) {
+        let (broker, host) = self
+            .at_end
+            .unwrap_or_else(|| (super::cpu::used(self.broker), super::cpu::used(None)));
+        let per = |before, after| super::cpu::per_event_us(before, after, events);
+        if let Some(us) = per(self.at_start.0, broker) {
+            row.extra
+                .insert("broker_cpu_us".into(), json!((us * 100.0).round() / 100.0));
+        }
+        if let Some(us) = per(self.at_start.1, host) {
+            row.extra
+                .insert("host_cpu_us".into(), json!((us * 100.0).round() / 100.0));
+        }
+    }
 }
 
 /// `jetstream_raw`: `events` envelopes of the size the bridge sends, each with the bridge's

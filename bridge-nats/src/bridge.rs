@@ -1,6 +1,7 @@
 //! [`NatsBridge`]: starts the outbox writer, the relay, the staging relay and the receiver,
 //! and stops them in order.
 
+use crate::ack::Acker;
 use crate::config::{NatsConfig, Storage};
 use crate::counters::{BridgeStats, Counters};
 use crate::dedup::SeenIds;
@@ -431,6 +432,8 @@ struct Memory {
     seen: SeenIds,
     next_n: i64,
     writer: std::sync::mpsc::Sender<Cmd>,
+    /// Sends the acks (made once the server was first reached).
+    acker: Option<Acker>,
 }
 
 impl Memory {
@@ -451,6 +454,7 @@ impl Memory {
             seen,
             next_n,
             writer,
+            acker: None,
         }
     }
 }
@@ -508,6 +512,18 @@ async fn setup_and_receive(
                 } else {
                     1
                 };
+                if memory.acker.is_none() {
+                    match Acker::start(js.client(), memory.writer.clone(), counters.clone()).await {
+                        Ok(a) => memory.acker = Some(a),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "subscribing to ack confirmations failed")
+                        }
+                    }
+                }
+                let Some(acker) = memory.acker.clone() else {
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                };
                 match consumer.messages().await {
                     Ok(messages) => {
                         let mut receiver = Receiver {
@@ -520,7 +536,7 @@ async fn setup_and_receive(
                             next_n: memory.next_n,
                             unsaved: Vec::new(),
                             writer: memory.writer.clone(),
-                            acks: tokio::task::JoinSet::new(),
+                            acker: acker.clone(),
                             admission: admission.clone(),
                             counters: counters.clone(),
                         };

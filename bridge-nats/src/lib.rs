@@ -34,6 +34,7 @@
 //!   between a handler finishing and the next ack's write (at most `ack_batch` messages):
 //!   a host killed inside it gets those messages again, as at-least-once promises.
 
+mod ack;
 mod bridge;
 pub mod config;
 mod counters;

@@ -74,6 +74,11 @@ impl LocalServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The JetStream store folder.
     pub fn store(&self) -> &Path {
         &self.store

@@ -16,8 +16,7 @@
 //! to the outbox file (`plugbus_inbox_seen`), and they are removed once the server confirms
 //! the ack: a host killed between delivering and acking loads them at its next start and drops
 //! the messages JetStream redelivers then. The write and the confirmed ack run beside the
-//! receiving (a task per ack), so messages keep flowing meanwhile; the writer's order makes a
-//! later ack wait for every earlier write.
+//! receiving (see [`crate::ack`]), so messages keep flowing meanwhile.
 //!
 //! Acks come in batches when the consumer's policy is "all" (`ack_batch` > 1): one ack for
 //! the last handled message covers every one before it, sent after `ack_batch` messages or as
@@ -26,6 +25,7 @@
 //! batch before it is acked, the message nacked, and the message stream dropped, so nothing
 //! after it is acked past it (the consumer starts again from the server's ack floor).
 
+use crate::ack::{AckJob, Acker};
 use crate::counters::Counters;
 use crate::dedup::SeenIds;
 use crate::headers;
@@ -59,10 +59,11 @@ pub(crate) struct Receiver {
     pub(crate) next_n: i64,
     /// Ids delivered since the last ack, not written yet.
     pub(crate) unsaved: Vec<(i64, String)>,
-    /// The outbox writer, which remembers and forgets the ids.
+    /// The outbox writer, which remembers the ids.
     pub(crate) writer: std::sync::mpsc::Sender<Cmd>,
-    /// Acks on their way (each waits for its ids to be written, then for the server).
-    pub(crate) acks: tokio::task::JoinSet<()>,
+    /// Sends the batch acks, each after its ids are written, and forgets the ids once
+    /// the server confirms.
+    pub(crate) acker: Acker,
     pub(crate) admission: Option<Admission>,
     pub(crate) counters: Arc<Counters>,
 }
@@ -78,14 +79,15 @@ enum Verdict {
 }
 
 impl Receiver {
-    /// Takes messages until `stop` or the stream ends (then the caller makes a new one), and
-    /// waits (a while) for the acks it sent to be confirmed.
+    /// Takes messages until `stop` or the stream ends (then the caller makes a new one); when
+    /// stopped, waits (a while) for the acks it sent to be confirmed.
     pub(crate) async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
         let stopped = self.receive(stop).await;
-        let _ = tokio::time::timeout(ACKS_AT_STOP, async {
-            while self.acks.join_next().await.is_some() {}
-        })
-        .await;
+        // A stream that ended (the server went away, say) is followed by a new one at once,
+        // with the same acker.
+        if stopped {
+            self.acker.settled(ACKS_AT_STOP).await;
+        }
         stopped
     }
 
@@ -156,7 +158,6 @@ impl Receiver {
         let Some((message, count)) = owed.take() else {
             return;
         };
-        while self.acks.try_join_next().is_some() {}
         let upto = self.next_n - 1;
         let written = if self.unsaved.is_empty() {
             None
@@ -168,23 +169,17 @@ impl Receiver {
                 .ok()
                 .map(|()| written)
         };
-        let counters = self.counters.clone();
-        let writer = self.writer.clone();
-        self.acks.spawn(async move {
-            if let Some(written) = written {
-                if !matches!(written.await, Ok(true)) {
-                    tracing::warn!("remembering received event ids failed: if this host stops before the ack is confirmed, JetStream's redelivery reaches the bus again");
-                }
+        match message.reply.clone() {
+            Some(reply) => self.acker.ack(AckJob {
+                written,
+                reply,
+                upto,
+                count,
+            }),
+            None => {
+                tracing::debug!(subject = %message.subject, "a message without a reply subject cannot be acked")
             }
-            match message.double_ack_with(AckKind::Ack).await {
-                Ok(()) => {
-                    Counters::add(&counters.acked, count);
-                    let _ = writer.send(Cmd::SeenConfirmed(upto));
-                }
-                // The server redelivers after the ack wait; dedup drops the copies.
-                Err(e) => tracing::debug!(error = %e, "acking a message failed"),
-            }
-        });
+        }
     }
 
     async fn ack(&self, message: &Message, kind: AckKind, count: u64) {
