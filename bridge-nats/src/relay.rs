@@ -106,6 +106,9 @@ impl Relay {
                 let mut progressed = None;
                 let first = tokio::select! {
                     a = inflight.next() => a,
+                    _ = self.connection_lost() => {
+                        Some((acked_upto.map_or(0, |a| a + 1), Err("the connection to the broker was lost".to_owned())))
+                    }
                     _ = stop.changed() => return,
                 };
                 let mut answer = first;
@@ -162,6 +165,26 @@ impl Relay {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                     _ = stop.changed() => return,
                 }
+            }
+        }
+    }
+
+    /// Resolves once the client has been disconnected for a moment: the acks outstanding then
+    /// would only time out (after the request timeout, seconds), so the window is sent again
+    /// as soon as the broker is back (what it had already is dropped by its duplicate window).
+    async fn connection_lost(&self) {
+        let client = self.js.client();
+        let mut down_since: Option<std::time::Instant> = None;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if client.connection_state() == async_nats::connection::State::Connected {
+                down_since = None;
+            } else if down_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                >= Duration::from_millis(100)
+            {
+                return;
             }
         }
     }
