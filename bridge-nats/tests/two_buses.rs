@@ -29,6 +29,21 @@ fn config(url: &str, durable: &str, dir: &Path, forward: &[&str], receive: &[&st
     c
 }
 
+/// Starts a bridge for `bus` with [`config`]'s settings.
+async fn start(
+    bus: &Bus,
+    url: &str,
+    durable: &str,
+    dir: &Path,
+    forward: &[&str],
+    receive: &[&str],
+) -> NatsBridge {
+    NatsBridge::builder(config(url, durable, dir, forward, receive))
+        .start(bus)
+        .await
+        .unwrap()
+}
+
 fn login_failed() -> EventType {
     EventType::new(plugbus::types::USER_LOGIN_FAILED, Category::Business).unwrap()
 }
@@ -87,26 +102,8 @@ async fn a_burst_crosses_and_its_alerts_come_back_each_once() {
     );
     // A receives everything (its own events must be dropped by host id); B forwards
     // everything (the remote events it received must not go back out).
-    let bridge_a = NatsBridge::builder(config(
-        &server.url(),
-        "host-a",
-        dir.path(),
-        &["user.*"],
-        &["*"],
-    ))
-    .start(&a)
-    .await
-    .unwrap();
-    let bridge_b = NatsBridge::builder(config(
-        &server.url(),
-        "host-b",
-        dir.path(),
-        &["*"],
-        &["user.*"],
-    ))
-    .start(&b)
-    .await
-    .unwrap();
+    let bridge_a = start(&a, &server.url(), "host-a", dir.path(), &["user.*"], &["*"]).await;
+    let bridge_b = start(&b, &server.url(), "host-b", dir.path(), &["*"], &["user.*"]).await;
 
     // B: an enhancer answering each failed login with an alert caused by it.
     let at_b = Seen::default();
@@ -228,16 +225,7 @@ async fn a_redelivered_event_reaches_each_subscription_once() {
     let Some(server) = server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let b = Bus::builder().build().unwrap();
-    let bridge = NatsBridge::builder(config(
-        &server.url(),
-        "host-b",
-        dir.path(),
-        &[],
-        &["user.*"],
-    ))
-    .start(&b)
-    .await
-    .unwrap();
+    let bridge = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
     let seen = Seen::default();
     let s = seen.clone();
     b.subscribe_pattern("user.*")
@@ -292,26 +280,8 @@ async fn the_server_killed_and_restarted_mid_stream_loses_and_repeats_nothing() 
         Bus::builder().build().unwrap(),
         Bus::builder().build().unwrap(),
     );
-    let bridge_a = NatsBridge::builder(config(
-        &server.url(),
-        "host-a",
-        dir.path(),
-        &["user.*"],
-        &[],
-    ))
-    .start(&a)
-    .await
-    .unwrap();
-    let bridge_b = NatsBridge::builder(config(
-        &server.url(),
-        "host-b",
-        dir.path(),
-        &[],
-        &["user.*"],
-    ))
-    .start(&b)
-    .await
-    .unwrap();
+    let bridge_a = start(&a, &server.url(), "host-a", dir.path(), &["user.*"], &[]).await;
+    let bridge_b = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
     let at_b = Seen::default();
     let s = at_b.clone();
     b.subscribe_pattern("user.*")
@@ -373,16 +343,7 @@ async fn a_staged_event_is_published_only_if_its_transaction_commits() {
     let ca = config(&server.url(), "host-a", dir.path(), &[], &[]);
     let outbox = ca.outbox_path();
     let bridge_a = NatsBridge::builder(ca).start(&a).await.unwrap();
-    let bridge_b = NatsBridge::builder(config(
-        &server.url(),
-        "host-b",
-        dir.path(),
-        &[],
-        &["data.*"],
-    ))
-    .start(&b)
-    .await
-    .unwrap();
+    let bridge_b = start(&b, &server.url(), "host-b", dir.path(), &[], &["data.*"]).await;
     let (local, remote) = (Seen::default(), Seen::default());
     let s = local.clone();
     a.subscribe_pattern("data.*")
@@ -444,16 +405,15 @@ async fn stopping_receiving_at_once_still_drains_the_outbox() {
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let bus = Bus::builder().build().unwrap();
-        let mut bridge = NatsBridge::builder(config(
+        let mut bridge = start(
+            &bus,
             &server.url(),
             &format!("host-quick-{round}"),
             dir.path(),
             &["user.*"],
             &["data.*"],
-        ))
-        .start(&bus)
-        .await
-        .unwrap();
+        )
+        .await;
         for n in 0..50 {
             bus.emit(event(EventType::USER_LOGIN, n)).await.unwrap();
         }
@@ -492,16 +452,7 @@ async fn ids_delivered_before_a_kill_are_not_delivered_again_after_the_restart()
         .name("one")
         .handle(move |e: &Event| s.record(e))
         .unwrap();
-    let bridge = NatsBridge::builder(config(
-        &server.url(),
-        "host-b",
-        dir.path(),
-        &[],
-        &["user.*"],
-    ))
-    .start(&b)
-    .await
-    .unwrap();
+    let bridge = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     for e in &events {
@@ -555,26 +506,8 @@ async fn remembered_ids_are_forgotten_once_their_acks_are_confirmed() {
         Bus::builder().build().unwrap(),
         Bus::builder().build().unwrap(),
     );
-    let bridge_a = NatsBridge::builder(config(
-        &server.url(),
-        "host-a",
-        dir.path(),
-        &["user.*"],
-        &[],
-    ))
-    .start(&a)
-    .await
-    .unwrap();
-    let bridge_b = NatsBridge::builder(config(
-        &server.url(),
-        "host-b",
-        dir.path(),
-        &[],
-        &["user.*"],
-    ))
-    .start(&b)
-    .await
-    .unwrap();
+    let bridge_a = start(&a, &server.url(), "host-a", dir.path(), &["user.*"], &[]).await;
+    let bridge_b = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
     let seen = Seen::default();
     let s = seen.clone();
     b.subscribe_pattern("user.*")
