@@ -76,6 +76,9 @@ pub struct OutboxReport {
     /// Rows an application staged in its own transaction, not yet taken by the relay
     /// (`plugbus_outbox_staged`).
     pub staged: u64,
+    /// Ids of received events this host delivered whose ack the server has not confirmed yet
+    /// (`plugbus_inbox_seen`; a redelivery of one of them is dropped, also after a restart).
+    pub unconfirmed_received: u64,
     /// The oldest waiting row's sequence number in the outbox.
     pub oldest_seq: Option<i64>,
     /// The newest waiting row's sequence number in the outbox.
@@ -94,6 +97,7 @@ impl OutboxReport {
             present: false,
             depth: 0,
             staged: 0,
+            unconfirmed_received: 0,
             oldest_seq: None,
             newest_seq: None,
             oldest_timestamp: None,
@@ -323,6 +327,14 @@ fn read_figures(conn: &Connection, path: &Path) -> Result<OutboxReport, InspectE
     } else {
         0
     };
+    let unconfirmed_received = if has_table("plugbus_inbox_seen")? {
+        conn.query_row("SELECT COUNT(*) FROM plugbus_inbox_seen", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(fail)?
+    } else {
+        0
+    };
     let oldest_body: Option<Vec<u8>> = match oldest_seq {
         Some(seq) => conn
             .query_row(
@@ -343,6 +355,7 @@ fn read_figures(conn: &Connection, path: &Path) -> Result<OutboxReport, InspectE
         present: true,
         depth: u64::try_from(depth).unwrap_or(0),
         staged: u64::try_from(staged).unwrap_or(0),
+        unconfirmed_received: u64::try_from(unconfirmed_received).unwrap_or(0),
         oldest_seq,
         newest_seq,
         oldest_timestamp: oldest.as_ref().map(|e| e.timestamp().to_rfc3339()),
@@ -488,10 +501,22 @@ mod tests {
         let path = dir.path().join("o.sqlite");
         let mut store = Store::open(&path).unwrap();
         let rows: Vec<NewRow> = (0..4).map(|_| NewRow::of(&event()).unwrap()).collect();
+        let seen = [
+            (1, "a".to_owned()),
+            (2, "b".to_owned()),
+            (3, "c".to_owned()),
+        ];
         store
             .write(&Changes {
                 rows: &rows,
                 acked: Some(1),
+                seen: &seen,
+                ..Changes::default()
+            })
+            .unwrap();
+        store
+            .write(&Changes {
+                seen_confirmed: Some(1),
                 ..Changes::default()
             })
             .unwrap();
@@ -502,6 +527,7 @@ mod tests {
         assert!(report.present);
         assert_eq!(report.depth, 3);
         assert_eq!(report.staged, 1);
+        assert_eq!(report.unconfirmed_received, 2);
         assert_eq!((report.oldest_seq, report.newest_seq), (Some(2), Some(4)));
         assert!(report.oldest_timestamp.is_some());
         assert!(report.oldest_age_ms.unwrap() < 60_000);

@@ -4,7 +4,8 @@
 //! From the config's `[bridge.nats]` table it reads, each part on its own so one failing does
 //! not hide the others:
 //! - the outbox file, read-only (`plugbus_bridge_nats::inspect`): rows waiting for JetStream,
-//!   rows staged by the application, the oldest and newest waiting rows;
+//!   rows staged by the application, received ids whose ack is not confirmed yet, the oldest
+//!   and newest waiting rows;
 //! - JetStream, with the bridge's own connection options: the stream's state and this host's
 //!   durable consumer (its lag `num_pending`, `num_ack_pending`, redeliveries, sequences);
 //! - the live counters of a running host, which live in that process only: scraped from its
@@ -438,6 +439,10 @@ mod imp {
                 let t = figures(vec![
                     ("waiting for JetStream (depth)", o.depth.to_string()),
                     ("staged by the application", o.staged.to_string()),
+                    (
+                        "remembered ids, acks unconfirmed",
+                        o.unconfirmed_received.to_string(),
+                    ),
                     ("oldest waiting seq", or_dash(o.oldest_seq)),
                     ("newest waiting seq", or_dash(o.newest_seq)),
                     ("oldest waiting event's time", oldest),
