@@ -44,6 +44,37 @@ async fn start(
         .unwrap()
 }
 
+/// Host A's bus forwarding `user.*`, host B's bridge receiving it, and what B's bus gets.
+async fn user_events_a_to_b(url: &str, dir: &Path) -> (Bus, NatsBridge, NatsBridge, Seen) {
+    let (a, b) = (
+        Bus::builder().build().unwrap(),
+        Bus::builder().build().unwrap(),
+    );
+    let bridge_a = start(&a, url, "host-a", dir, &["user.*"], &[]).await;
+    let bridge_b = start(&b, url, "host-b", dir, &[], &["user.*"]).await;
+    let at_b = Seen::on(&b, "user.*", "count");
+    (a, bridge_a, bridge_b, at_b)
+}
+
+/// Publishes `body` straight onto the stream as host A's bridge would, with message id
+/// `msg_id`, until JetStream acknowledges it (the stream may still be being made).
+async fn publish_as_host_a(js: &async_nats::jetstream::Context, msg_id: &str, body: &bytes::Bytes) {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", msg_id);
+    h.insert("Plugbus-Host", "host-a");
+    loop {
+        if let Ok(ack) = js
+            .publish_with_headers("plugbus.user.login", h.clone(), body.clone())
+            .await
+        {
+            if ack.await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn login_failed() -> EventType {
     EventType::new(plugbus::types::USER_LOGIN_FAILED, Category::Business).unwrap()
 }
@@ -60,6 +91,17 @@ fn event(t: EventType, n: usize) -> Event {
 struct Seen(Arc<Mutex<HashMap<EventId, (u32, String)>>>);
 
 impl Seen {
+    /// A subscription of `bus` to `pattern`, named `name`, recording what it gets.
+    fn on(bus: &Bus, pattern: &str, name: &str) -> Seen {
+        let seen = Seen::default();
+        let s = seen.clone();
+        bus.subscribe_pattern(pattern)
+            .name(name)
+            .handle(move |e: &Event| s.record(e))
+            .unwrap();
+        seen
+    }
+
     fn record(&self, e: &Event) {
         let mut m = self.0.lock();
         let entry = m
@@ -226,12 +268,7 @@ async fn a_redelivered_event_reaches_each_subscription_once() {
     let dir = tempfile::tempdir().unwrap();
     let b = Bus::builder().build().unwrap();
     let bridge = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
-    let seen = Seen::default();
-    let s = seen.clone();
-    b.subscribe_pattern("user.*")
-        .name("one")
-        .handle(move |e: &Event| s.record(e))
-        .unwrap();
+    let seen = Seen::on(&b, "user.*", "one");
     // The same envelope twice under different message ids (as a resend after the stream's
     // duplicate window would be), straight onto the stream.
     let client = async_nats::connect(server.url()).await.unwrap();
@@ -243,20 +280,7 @@ async fn a_redelivered_event_reaches_each_subscription_once() {
     let e = event(EventType::USER_LOGIN, 1);
     let body = bytes::Bytes::from(e.to_json().unwrap());
     for msg_id in ["first", "second"] {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", msg_id);
-        h.insert("Plugbus-Host", "host-a");
-        loop {
-            if let Ok(ack) = js
-                .publish_with_headers("plugbus.user.login", h.clone(), body.clone())
-                .await
-            {
-                if ack.await.is_ok() {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        publish_as_host_a(&js, msg_id, &body).await;
     }
     wait_for("the event", Duration::from_secs(10), || seen.len() == 1).await;
     wait_for("the copy to be dropped", Duration::from_secs(10), || {
@@ -276,18 +300,7 @@ async fn a_redelivered_event_reaches_each_subscription_once() {
 async fn the_server_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     let Some(mut server) = server() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        Bus::builder().build().unwrap(),
-        Bus::builder().build().unwrap(),
-    );
-    let bridge_a = start(&a, &server.url(), "host-a", dir.path(), &["user.*"], &[]).await;
-    let bridge_b = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
-    let at_b = Seen::default();
-    let s = at_b.clone();
-    b.subscribe_pattern("user.*")
-        .name("count")
-        .handle(move |e: &Event| s.record(e))
-        .unwrap();
+    let (a, bridge_a, bridge_b, at_b) = user_events_a_to_b(&server.url(), dir.path()).await;
     const N: usize = 3000;
     let mut sent = Vec::new();
     // While the server is down, what A forwards waits in its outbox (a row leaves it only
@@ -446,31 +459,13 @@ async fn ids_delivered_before_a_kill_are_not_delivered_again_after_the_restart()
         }
     }
     let b = Bus::builder().build().unwrap();
-    let seen = Seen::default();
-    let s = seen.clone();
-    b.subscribe_pattern("user.*")
-        .name("one")
-        .handle(move |e: &Event| s.record(e))
-        .unwrap();
+    let seen = Seen::on(&b, "user.*", "one");
     let bridge = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     for e in &events {
         let body = bytes::Bytes::from(e.to_json().unwrap());
-        let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", e.id().to_string().as_str());
-        h.insert("Plugbus-Host", "host-a");
-        loop {
-            if let Ok(ack) = js
-                .publish_with_headers("plugbus.user.login", h.clone(), body.clone())
-                .await
-            {
-                if ack.await.is_ok() {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        publish_as_host_a(&js, &e.id().to_string(), &body).await;
     }
     wait_for("the new event", Duration::from_secs(10), || seen.len() == 1).await;
     wait_for(
@@ -502,18 +497,7 @@ async fn ids_delivered_before_a_kill_are_not_delivered_again_after_the_restart()
 async fn remembered_ids_are_forgotten_once_their_acks_are_confirmed() {
     let Some(server) = server() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        Bus::builder().build().unwrap(),
-        Bus::builder().build().unwrap(),
-    );
-    let bridge_a = start(&a, &server.url(), "host-a", dir.path(), &["user.*"], &[]).await;
-    let bridge_b = start(&b, &server.url(), "host-b", dir.path(), &[], &["user.*"]).await;
-    let seen = Seen::default();
-    let s = seen.clone();
-    b.subscribe_pattern("user.*")
-        .name("one")
-        .handle(move |e: &Event| s.record(e))
-        .unwrap();
+    let (a, bridge_a, bridge_b, seen) = user_events_a_to_b(&server.url(), dir.path()).await;
     const N: usize = 2_000;
     for n in 0..N {
         a.emit(event(EventType::USER_LOGIN, n)).await.unwrap();
