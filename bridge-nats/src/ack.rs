@@ -8,8 +8,9 @@
 //! not answer). The answers come on one subscription (`<inbox>.<k>`) and are matched to their
 //! ack by `k`; many acks are outstanding at once. The server handles a connection's messages in
 //! order, so the answer to ack `k` confirms every ack before it too (one lost to a reconnect
-//! is covered by the next "ack all"); an ack unanswered for [`ANSWER_WAIT`] is given up on,
-//! and its ids stay remembered until a later confirmation covers them.
+//! is covered by the next "ack all"); an ack whose answer is lost is counted, and its ids
+//! forgotten, when a later answer covers it. A stopping receiver waits [`ANSWER_WAIT`] at most
+//! for the last answers.
 
 use crate::counters::Counters;
 use crate::writer::Cmd;
@@ -39,7 +40,7 @@ pub(crate) struct Acker {
     unanswered: Arc<Unanswered>,
 }
 
-/// How long an ack's answer is waited for.
+/// How long a stopping receiver waits for an ack's answer.
 pub(crate) const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// What an unanswered ack stands for.
@@ -49,35 +50,27 @@ struct Sent {
     at: Instant,
 }
 
-/// Unanswered acks, by `k` (oldest first).
+/// Acks on their way.
 #[derive(Default)]
 struct Unanswered {
+    /// Sent and not answered, by `k` (oldest first). An ack whose answer was lost stays until
+    /// a later answer covers it (and counts it): the map holds only the acks since the last
+    /// answer.
     sent: Mutex<BTreeMap<u64, Sent>>,
-    /// Acks queued and neither answered nor given up on.
-    outstanding: AtomicUsize,
+    /// Queued and not sent (or failed) yet.
+    queued: AtomicUsize,
 }
 
 impl Unanswered {
-    fn done(&self, n: usize) {
-        self.outstanding.fetch_sub(n, Ordering::AcqRel);
-    }
-
-    /// Gives up on acks sent more than [`ANSWER_WAIT`] ago.
-    fn expire(&self) {
-        let mut sent = self.sent.lock();
-        let mut expired = 0;
-        while sent
-            .first_key_value()
-            .is_some_and(|(_, s)| s.at.elapsed() > ANSWER_WAIT)
-        {
-            sent.pop_first();
-            expired += 1;
-        }
-        drop(sent);
-        if expired > 0 {
-            tracing::debug!(acks = expired, "acks not confirmed in time");
-            self.done(expired);
-        }
+    /// True while an ack is queued, or sent less than [`ANSWER_WAIT`] ago and unanswered.
+    fn waiting(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > 0
+            || self
+                .sent
+                .lock()
+                .values()
+                .next_back()
+                .is_some_and(|s| s.at.elapsed() < ANSWER_WAIT)
     }
 }
 
@@ -120,7 +113,6 @@ impl Acker {
                 let upto = confirmed.values().map(|s| s.upto).max().unwrap_or(0);
                 Counters::add(&counters.acked, count);
                 let _ = writer.send(Cmd::SeenConfirmed(upto));
-                answered.done(confirmed.len());
             }
         });
         // The sender: in order, each after its write.
@@ -133,7 +125,6 @@ impl Acker {
                         tracing::warn!("remembering received event ids failed: if this host stops before the ack is confirmed, JetStream's redelivery reaches the bus again");
                     }
                 }
-                sender.expire();
                 k += 1;
                 sender.sent.lock().insert(
                     k,
@@ -143,6 +134,7 @@ impl Acker {
                         at: Instant::now(),
                     },
                 );
+                sender.queued.fetch_sub(1, Ordering::AcqRel);
                 let reply = format!("{inbox}.{k}");
                 if let Err(e) = client
                     .publish_with_reply(job.reply, reply, Bytes::from_static(b"+ACK"))
@@ -150,9 +142,7 @@ impl Acker {
                 {
                     // The server redelivers after the ack wait; dedup drops the copies.
                     tracing::debug!(error = %e, "acking a message failed");
-                    if sender.sent.lock().remove(&k).is_some() {
-                        sender.done(1);
-                    }
+                    sender.sent.lock().remove(&k);
                 }
             }
         });
@@ -161,17 +151,17 @@ impl Acker {
 
     /// Queues an ack (sent after every ack queued before it).
     pub(crate) fn ack(&self, job: AckJob) {
-        self.unanswered.outstanding.fetch_add(1, Ordering::AcqRel);
+        self.unanswered.queued.fetch_add(1, Ordering::AcqRel);
         if self.jobs.send(job).is_err() {
-            self.unanswered.done(1);
+            self.unanswered.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
-    /// Waits until every queued ack is confirmed, failed or given up on, at most `limit`.
+    /// Waits until every queued ack is sent and answered (an answer not come within
+    /// [`ANSWER_WAIT`] is not waited for), at most `limit`.
     pub(crate) async fn settled(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.unanswered.outstanding.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-            self.unanswered.expire();
+        while self.unanswered.waiting() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
