@@ -202,7 +202,7 @@ impl NatsBridge {
         let tasks = vec![
             tokio::spawn(
                 Relay {
-                    js: js.clone(),
+                    client: js.client(),
                     reader,
                     tail,
                     writer: writer_tx.clone(),
@@ -211,6 +211,7 @@ impl NatsBridge {
                     host: config.host_id().to_owned(),
                     prefix: config.subject_prefix.clone(),
                     window: config.max_in_flight,
+                    ack_timeout: REQUEST_TIMEOUT,
                     ready: ready_rx,
                 }
                 .run(stop_all.subscribe()),

@@ -29,16 +29,25 @@ pub(crate) struct Stamp {
     pub(crate) causation: Option<String>,
 }
 
-pub(crate) fn build(host: &str, stamp: &Stamp) -> HeaderMap {
+/// The headers of a message carrying an event stamped `stamp`, forwarded by `host`. The
+/// stamp's strings become the values as they are (no copy).
+pub(crate) fn build(host: &str, stamp: Stamp) -> HeaderMap {
+    use async_nats::header::{HeaderName, HeaderValue};
     let mut h = HeaderMap::new();
-    h.insert(MSG_ID, stamp.id.as_str());
-    h.insert(HOST, host);
-    h.insert(ORIGIN, stamp.origin.as_str());
-    if let Some(c) = &stamp.correlation {
-        h.insert(CORRELATION_ID, c.as_str());
+    h.insert(HeaderName::from_static(MSG_ID), HeaderValue::from(stamp.id));
+    h.insert(HeaderName::from_static(HOST), host);
+    h.insert(
+        HeaderName::from_static(ORIGIN),
+        HeaderValue::from(stamp.origin),
+    );
+    if let Some(c) = stamp.correlation {
+        h.insert(
+            HeaderName::from_static(CORRELATION_ID),
+            HeaderValue::from(c),
+        );
     }
-    if let Some(c) = &stamp.causation {
-        h.insert(CAUSATION_ID, c.as_str());
+    if let Some(c) = stamp.causation {
+        h.insert(HeaderName::from_static(CAUSATION_ID), HeaderValue::from(c));
     }
     h
 }
