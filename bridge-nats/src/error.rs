@@ -44,6 +44,14 @@ pub enum OutboxError {
     /// The outbox's writer has stopped (the bridge is shutting down).
     #[error("outbox: the writer has stopped")]
     Closed,
+    /// A stored batch of events is not what the writer writes (a damaged file).
+    #[error("outbox: the batch of events from number {first_seq} is damaged: {reason}")]
+    Damaged {
+        /// The first sequence number of the batch.
+        first_seq: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Starting or running the bridge failed.

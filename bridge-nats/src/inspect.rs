@@ -21,7 +21,7 @@ use async_nats::jetstream::context::{
     ConsumerInfoErrorKind, GetStreamErrorKind, RequestError, RequestErrorKind,
 };
 use async_nats::jetstream::ErrorCode;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -71,7 +71,7 @@ impl BridgeReport {
 pub struct OutboxReport {
     /// Whether the file exists (a host that never ran has none; then every figure is 0).
     pub present: bool,
-    /// Rows waiting for JetStream's acknowledgement (`plugbus_outbox`).
+    /// Events waiting for JetStream's acknowledgement (`plugbus_outbox_batch`).
     pub depth: u64,
     /// Rows an application staged in its own transaction, not yet taken by the relay
     /// (`plugbus_outbox_staged`).
@@ -79,9 +79,9 @@ pub struct OutboxReport {
     /// Ids of received events this host delivered whose ack the server has not confirmed yet
     /// (`plugbus_inbox_seen`; a redelivery of one of them is dropped, also after a restart).
     pub unconfirmed_received: u64,
-    /// The oldest waiting row's sequence number in the outbox.
+    /// The oldest waiting event's sequence number in the outbox.
     pub oldest_seq: Option<i64>,
-    /// The newest waiting row's sequence number in the outbox.
+    /// The newest waiting event's sequence number in the outbox.
     pub newest_seq: Option<i64>,
     /// The oldest waiting event's own timestamp (RFC 3339, from its envelope: when the event
     /// was made, which is when it was written for the events a host publishes itself).
@@ -177,10 +177,27 @@ pub enum InspectError {
         source: rusqlite::Error,
     },
     /// The file is an SQLite database without the outbox's table.
-    #[error("outbox '{path}': not a plugbus outbox (no plugbus_outbox table)")]
+    #[error("outbox '{path}': not a plugbus outbox (no plugbus_outbox_batch table)")]
     NotAnOutbox {
         /// The file.
         path: PathBuf,
+    },
+    /// A stored batch of events could not be read.
+    #[error("outbox '{path}': {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file was written by an older plugbus (a row per event): the bridge moves its
+    /// events at its next start, and the figures are read then.
+    #[error("outbox '{path}': written by an older plugbus ({events} events waiting in plugbus_outbox); start the host once to bring it up to date")]
+    OlderFormat {
+        /// The file.
+        path: PathBuf,
+        /// Events waiting in it.
+        events: u64,
     },
     /// The thread reading the outbox stopped before answering.
     #[error("outbox '{path}': the reading thread stopped")]
@@ -307,16 +324,33 @@ fn read_figures(conn: &Connection, path: &Path) -> Result<OutboxReport, InspectE
         .map(|n| n > 0)
         .map_err(fail)
     };
-    if !has_table("plugbus_outbox")? {
+    if !has_table("plugbus_outbox_batch")? && has_table("plugbus_outbox")? {
+        let events: i64 = conn
+            .query_row("SELECT COUNT(*) FROM plugbus_outbox", [], |r| r.get(0))
+            .map_err(fail)?;
+        return Err(InspectError::OlderFormat {
+            path: path.to_path_buf(),
+            events: u64::try_from(events).unwrap_or(0),
+        });
+    }
+    if !has_table("plugbus_outbox_batch")? {
         return Err(InspectError::NotAnOutbox {
             path: path.to_path_buf(),
         });
     }
-    let (depth, oldest_seq, newest_seq): (i64, Option<i64>, Option<i64>) = conn
+    let depth = crate::outbox::depth(conn).map_err(|e| InspectError::Damaged {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let acked = crate::outbox::acked_upto(conn).map_err(|e| InspectError::Damaged {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let newest_seq: Option<i64> = conn
         .query_row(
-            "SELECT COUNT(*), MIN(seq), MAX(seq) FROM plugbus_outbox",
+            "SELECT MAX(first_seq + count - 1) FROM plugbus_outbox_batch",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| r.get(0),
         )
         .map_err(fail)?;
     let staged = if has_table("plugbus_outbox_staged")? {
@@ -335,17 +369,16 @@ fn read_figures(conn: &Connection, path: &Path) -> Result<OutboxReport, InspectE
     } else {
         0
     };
-    let oldest_body: Option<Vec<u8>> = match oldest_seq {
-        Some(seq) => conn
-            .query_row(
-                "SELECT body FROM plugbus_outbox WHERE seq = ?1",
-                [seq],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(fail)?,
-        None => None,
-    };
+    let oldest_row = crate::outbox::read_pending(conn, acked + 1, 1)
+        .map_err(|e| InspectError::Damaged {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .into_iter()
+        .next();
+    let oldest_seq = oldest_row.as_ref().map(|r| r.seq);
+    let newest_seq = newest_seq.filter(|_| depth > 0);
+    let oldest_body = oldest_row.map(|r| r.body);
     // The rows keep no time of their own; the envelope has the event's.
     let oldest = oldest_body.and_then(|b| plugbus::Event::from_json(&b).ok());
     let now_nanos = SystemTime::now()
@@ -353,7 +386,7 @@ fn read_figures(conn: &Connection, path: &Path) -> Result<OutboxReport, InspectE
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
     Ok(OutboxReport {
         present: true,
-        depth: u64::try_from(depth).unwrap_or(0),
+        depth,
         staged: u64::try_from(staged).unwrap_or(0),
         unconfirmed_received: u64::try_from(unconfirmed_received).unwrap_or(0),
         oldest_seq,
@@ -475,7 +508,7 @@ fn describe(e: &dyn std::error::Error) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::outbox::{Changes, NewRow, Outbox, Store};
+    use crate::outbox::{Changes, Outbox, Store};
     use plugbus::{Event, EventType};
 
     fn event() -> Event {
@@ -495,12 +528,41 @@ mod tests {
         assert!(!path.exists());
     }
 
+    fn encoded(n: usize) -> crate::record::Encoder {
+        let mut enc = crate::record::Encoder::default();
+        for _ in 0..n {
+            enc.push_event(&event()).unwrap();
+        }
+        enc
+    }
+
+    #[test]
+    fn an_outbox_of_the_older_form_is_named_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE plugbus_outbox (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL,
+                 event_type TEXT NOT NULL, origin TEXT NOT NULL, correlation_id TEXT,
+                 causation_id TEXT, body BLOB NOT NULL);
+                 INSERT INTO plugbus_outbox VALUES (1, 'x', 'user.login', 'local', NULL, NULL, x'7b7d');",
+            )
+            .unwrap();
+        let e = inspect_outbox(&path).unwrap_err();
+        assert!(
+            matches!(e, InspectError::OlderFormat { events: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("start the host once"), "{e}");
+    }
+
     #[test]
     fn figures_of_an_outbox_held_open_by_its_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o.sqlite");
         let mut store = Store::open(&path).unwrap();
-        let rows: Vec<NewRow> = (0..4).map(|_| NewRow::of(&event()).unwrap()).collect();
+        let rows = encoded(4);
         let seen = [
             (1, "a".to_owned()),
             (2, "b".to_owned()),
@@ -508,7 +570,7 @@ mod tests {
         ];
         store
             .write(&Changes {
-                rows: &rows,
+                appended: Some(&rows),
                 acked: Some(1),
                 seen: &seen,
                 ..Changes::default()
@@ -550,10 +612,10 @@ mod tests {
         let path = dir.path().join("o.sqlite");
         {
             let mut store = Store::open(&path).unwrap();
-            let rows = [NewRow::of(&event()).unwrap()];
+            let rows = encoded(1);
             store
                 .write(&Changes {
-                    rows: &rows,
+                    appended: Some(&rows),
                     ..Changes::default()
                 })
                 .unwrap();
@@ -580,10 +642,10 @@ mod tests {
         let path = dir.path().join("an odd #name? 100%.sqlite");
         {
             let mut store = Store::open(&path).unwrap();
-            let rows = [NewRow::of(&event()).unwrap()];
+            let rows = encoded(1);
             store
                 .write(&Changes {
-                    rows: &rows,
+                    appended: Some(&rows),
                     ..Changes::default()
                 })
                 .unwrap();

@@ -45,6 +45,7 @@ pub mod inspect;
 pub mod local_server;
 pub mod outbox;
 mod receive;
+mod record;
 mod relay;
 mod staged;
 pub mod subject;

@@ -22,7 +22,6 @@ use crate::subject::subject_for;
 use crate::tail::{Tail, Take};
 use crate::writer::Cmd;
 use async_nats::{Client, Message, StatusCode, Subject, Subscriber};
-use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -341,7 +340,7 @@ impl Relay {
                 subject,
                 reply,
                 headers::build(&self.host, row.stamp),
-                Bytes::from(row.body),
+                row.body,
             )
             .await
             .map_err(|e| e.to_string())
@@ -352,6 +351,7 @@ impl Relay {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn message(subject: &str, payload: &str) -> Message {
         Message {

@@ -122,7 +122,7 @@ mod tests {
                 correlation: None,
                 causation: None,
             },
-            body: Vec::new(),
+            body: bytes::Bytes::new(),
         }
     }
 

@@ -9,6 +9,7 @@
 
 use crate::counters::Counters;
 use crate::outbox::{Changes, NewRow, Store};
+use crate::record::Encoder;
 use crate::tail::Tail;
 use plugbus::{Completion, Event, HandlerError};
 use std::sync::atomic::Ordering::Relaxed;
@@ -61,10 +62,11 @@ pub(crate) fn spawn(
     Ok((tx, handle))
 }
 
-/// What one transaction carries.
+/// What one transaction carries. One is kept for the writer's life, so its buffers keep their
+/// capacity from one commit to the next.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<NewRow>,
+    events: Encoder,
     done: Vec<Completion>,
     staged: Vec<i64>,
     acked: Option<i64>,
@@ -78,18 +80,15 @@ struct Batch {
 impl Batch {
     fn take(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Forward(event, completion) => match NewRow::of(&event) {
-                Ok(row) => {
-                    self.rows.push(row);
-                    self.done.push(completion);
-                }
+            Cmd::Forward(event, completion) => match self.events.push_event(&event) {
+                Ok(()) => self.done.push(completion),
                 Err(e) => {
                     completion.finish(Err::<(), _>(HandlerError::bad_event(e)));
                 }
             },
             Cmd::Staged(seq, row) => {
                 self.staged.push(seq);
-                self.rows.push(row);
+                self.events.push_row(row);
             }
             Cmd::Unstage(seq) => self.staged.push(seq),
             Cmd::Acked(seq) => self.acked = Some(self.acked.map_or(seq, |a| a.max(seq))),
@@ -105,8 +104,20 @@ impl Batch {
         }
     }
 
+    /// Empty again, keeping the capacity.
+    fn clear(&mut self) {
+        self.events.clear();
+        self.done.clear();
+        self.staged.clear();
+        self.acked = None;
+        self.seen.clear();
+        self.seen_answers.clear();
+        self.seen_confirmed = None;
+        self.flushes.clear();
+    }
+
     fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.events.is_empty()
             && self.staged.is_empty()
             && self.acked.is_none()
             && self.seen_answers.is_empty()
@@ -116,11 +127,11 @@ impl Batch {
 
 fn run(mut store: Store, shared: WriterShared, rx: Receiver<Cmd>) {
     let mut failures = 0u32;
+    let mut batch = Batch::default();
     loop {
         let Ok(first) = rx.recv() else { break };
-        let mut batch = Batch::default();
         batch.take(first);
-        while batch.rows.len() < BATCH && !batch.stop {
+        while batch.events.len() < BATCH && !batch.stop {
             match rx.try_recv() {
                 Ok(cmd) => batch.take(cmd),
                 Err(_) => break,
@@ -135,13 +146,14 @@ fn run(mut store: Store, shared: WriterShared, rx: Receiver<Cmd>) {
         if batch.stop {
             break;
         }
+        batch.clear();
     }
 }
 
 fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures: &mut u32) {
     let first_seq = store.next_seq();
     let changes = Changes {
-        rows: &batch.rows,
+        appended: Some(&batch.events),
         staged_done: &batch.staged,
         acked: batch.acked,
         seen: &batch.seen,
@@ -155,14 +167,7 @@ fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures:
     match result {
         Ok((appended, deleted)) => {
             *failures = 0;
-            shared.tail.committed(
-                batch
-                    .rows
-                    .drain(..)
-                    .zip(first_seq..)
-                    .map(|(row, seq)| row.into_pending(seq))
-                    .collect(),
-            );
+            shared.tail.committed(batch.events.take(first_seq));
             let forwarded = batch.done.len() as u64;
             for c in batch.done.drain(..) {
                 c.finish(Ok::<(), HandlerError>(()));

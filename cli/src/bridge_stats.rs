@@ -705,14 +705,14 @@ plugbus_bridge_nan NaN
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("o.sqlite");
             let conn = plugbus_bridge_nats::Outbox::connect(&path).unwrap();
-            for seq in 3..8 {
-                conn.execute(
-                    "INSERT INTO plugbus_outbox (seq, event_id, event_type, origin, body) \
-                     VALUES (?1, 'x', 'user.login', 'local', x'7b7d')",
-                    [seq],
-                )
-                .unwrap();
-            }
+            let events: Vec<plugbus::Event> = (0..5)
+                .map(|_| {
+                    plugbus::Event::builder(plugbus::EventType::USER_LOGIN)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            plugbus_bridge_nats::Outbox::append_for_tests(&conn, 3, &events).unwrap();
             plugbus_bridge_nats::inspect::inspect_outbox(&path).unwrap()
         }
     }

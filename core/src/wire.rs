@@ -119,10 +119,44 @@ impl Event {
     /// # Errors
     /// The payload failed to serialize.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        // The same bytes as `serde_json::to_vec(self)`, written straight into a buffer sized
-        // for the payload: the payload's JSON is known valid (checked or produced when the
-        // event was built), so it is copied once instead of being parsed again into a
-        // `RawValue` and copied through a growing buffer.
+        let mut out = Vec::with_capacity(self.json_size_hint());
+        self.write_json(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the JSON envelope (the bytes of [`to_json`](Self::to_json)) to `out`: many
+    /// events written into one buffer (a batch for a file or a socket) cost one allocation.
+    /// On an error, `out` is left as it was.
+    ///
+    /// ```
+    /// let e = plugbus::Event::builder(plugbus::EventType::USER_LOGIN).build()?;
+    /// let mut buf = b"[".to_vec();
+    /// e.write_json(&mut buf)?;
+    /// assert_eq!(&buf[1..], e.to_json()?.as_slice());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The payload failed to serialize.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let at = out.len();
+        let written = self.write_json_unchecked(out);
+        if written.is_err() {
+            out.truncate(at);
+        }
+        written
+    }
+
+    /// About the size of the envelope, for sizing a buffer.
+    fn json_size_hint(&self) -> usize {
+        self.data_json().map_or(0, <[u8]>::len) + self.source().len() + 224
+    }
+
+    fn write_json_unchecked(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        // The same bytes as `serde_json::to_vec(self)`, written straight into the buffer: the
+        // payload's JSON is known valid (checked or produced when the event was built), so it
+        // is copied once instead of being parsed again into a `RawValue` and copied through a
+        // growing buffer.
         use serde::ser::Error as _;
         let data = self.data_json().map_err(serde_json::Error::custom)?;
         // As `RawValue` holds it: UTF-8, without surrounding whitespace.
@@ -132,25 +166,25 @@ impl Event {
         let timestamp = self
             .timestamp()
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        let mut out = Vec::with_capacity(data.len() + self.source().len() + 224);
+        out.reserve(data.len() + self.source().len() + 224);
         out.extend_from_slice(b"{\"id\":");
-        serde_json::to_writer(&mut out, &self.id())?;
+        serde_json::to_writer(&mut *out, &self.id())?;
         out.extend_from_slice(b",\"type\":");
-        serde_json::to_writer(&mut out, self.event_type().name())?;
+        serde_json::to_writer(&mut *out, self.event_type().name())?;
         out.extend_from_slice(b",\"category\":");
-        serde_json::to_writer(&mut out, &self.category())?;
+        serde_json::to_writer(&mut *out, &self.category())?;
         out.extend_from_slice(b",\"source\":");
-        serde_json::to_writer(&mut out, self.source())?;
+        serde_json::to_writer(&mut *out, self.source())?;
         out.extend_from_slice(b",\"timestamp\":");
-        serde_json::to_writer(&mut out, &timestamp)?;
+        serde_json::to_writer(&mut *out, &timestamp)?;
         out.extend_from_slice(b",\"schema_version\":");
-        serde_json::to_writer(&mut out, &self.schema_version())?;
+        serde_json::to_writer(&mut *out, &self.schema_version())?;
         out.extend_from_slice(b",\"data\":");
         out.extend_from_slice(data.as_bytes());
         out.extend_from_slice(b",\"metadata\":");
-        serde_json::to_writer(&mut out, &MetadataSer(self))?;
+        serde_json::to_writer(&mut *out, &MetadataSer(self))?;
         out.push(b'}');
-        Ok(out)
+        Ok(())
     }
 }
 
