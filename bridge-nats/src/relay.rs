@@ -1,9 +1,9 @@
 //! The relay: outbox rows -> JetStream, in order, each row deleted once JetStream acked it.
 //!
 //! Rows are read in `seq` order and published without waiting for each ack (up to
-//! `max_in_flight` outstanding). Each message names its reply subject, `<inbox>.<seq>`, and
-//! every JetStream ack comes back on one subscription (`<inbox>.*`), where its row is found by
-//! that `seq`. This is what a JetStream publish is on the wire; doing it here rather than
+//! `max_in_flight` outstanding). Each message names its reply subject,
+//! `<inbox>.<attempt>.<seq>`, and every JetStream ack comes back on one subscription
+//! (`<inbox>.>`), where its row is found by that `seq`. This is what a JetStream publish is on the wire; doing it here rather than
 //! through the client's per-message request (a oneshot, a timer, a boxed future and a request
 //! map entry for every message) halves what the relay costs per event.
 //!
@@ -12,8 +12,9 @@
 //! timeout, the connection lost) drops everything still outstanding and starts again from the
 //! oldest unacknowledged row after a backoff, so order is kept; rows the stream already had
 //! come back as duplicates (their event id is the `Nats-Msg-Id`) and are deleted like the
-//! others. An answer from before such a restart is still true (the stream has that row) and is
-//! taken as such.
+//! others. Each restart is a new `attempt`: a refusal from an earlier one (the rest of a window
+//! refused at once) is not taken for one of the rows sent again, while an ack from an earlier
+//! one is still true (the stream has that row) and is taken as such.
 
 use crate::counters::Counters;
 use crate::headers;
@@ -104,9 +105,12 @@ fn read_answer(message: &Message) -> Result<bool, String> {
     }
 }
 
-/// The `seq` a reply subject `<inbox>.<seq>` names.
-fn seq_of(subject: &Subject) -> Option<i64> {
-    subject.as_str().rsplit('.').next()?.parse().ok()
+/// The attempt and the `seq` a reply subject `<inbox>.<attempt>.<seq>` names.
+fn seq_of(subject: &Subject) -> Option<(u64, i64)> {
+    let mut tail = subject.as_str().rsplit('.');
+    let seq = tail.next()?.parse().ok()?;
+    let attempt = tail.next()?.parse().ok()?;
+    Some((attempt, seq))
 }
 
 /// Why the window is sent again.
@@ -114,6 +118,8 @@ struct Failed(String);
 
 /// The relay's moving parts between two failures.
 struct Window {
+    /// Which attempt this is (one more after every failure).
+    attempt: u64,
     out: VecDeque<Slot>,
     /// The next row to read.
     next: i64,
@@ -124,22 +130,23 @@ struct Window {
 impl Window {
     /// Takes an answer; returns a failure to restart on.
     fn answer(&mut self, message: &Message) -> Result<(), Failed> {
-        let Some(seq) = seq_of(&message.subject) else {
+        let Some((attempt, seq)) = seq_of(&message.subject) else {
             return Ok(());
         };
-        let Ok(i) = self.out.binary_search_by_key(&seq, |s| s.seq) else {
-            // An answer from before a restart for a row no longer outstanding, or for one
-            // acked already.
-            return Ok(());
-        };
-        match read_answer(message) {
-            Ok(duplicate) => {
-                if let Some(slot) = self.out.get_mut(i) {
-                    slot.acked = Some(duplicate);
-                }
+        let slot = self
+            .out
+            .binary_search_by_key(&seq, |s| s.seq)
+            .ok()
+            .and_then(|i| self.out.get_mut(i));
+        match (read_answer(message), slot) {
+            (Ok(duplicate), Some(slot)) => {
+                slot.acked = Some(duplicate);
                 Ok(())
             }
-            Err(e) => Err(Failed(e)),
+            (Err(e), Some(_)) if attempt == self.attempt => Err(Failed(e)),
+            // For a row acked already or not sent again yet, or a refusal from an earlier
+            // attempt (that failure was taken then).
+            _ => Ok(()),
         }
     }
 }
@@ -157,7 +164,7 @@ impl Relay {
         let inbox = self.client.new_inbox();
         let mut backoff = BACKOFF_START;
         let mut answers = loop {
-            match self.client.subscribe(format!("{inbox}.*")).await {
+            match self.client.subscribe(format!("{inbox}.>")).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(error = %e, "subscribing to JetStream's acknowledgements failed; trying again");
@@ -170,6 +177,7 @@ impl Relay {
             }
         };
         let mut w = Window {
+            attempt: 0,
             out: VecDeque::new(),
             next: 0,
             acked_upto: None,
@@ -225,6 +233,7 @@ impl Relay {
                     failing = true;
                 }
                 w.out.clear();
+                w.attempt += 1;
                 w.next = w.acked_upto.map_or(0, |a| a + 1);
                 down_since = None;
                 tokio::select! {
@@ -249,7 +258,7 @@ impl Relay {
             for row in rows {
                 let seq = row.seq;
                 w.next = seq + 1;
-                self.send(inbox, row).await.map_err(Failed)?;
+                self.send(inbox, w.attempt, row).await.map_err(Failed)?;
                 w.out.push_back(Slot {
                     seq,
                     sent: Instant::now(),
@@ -330,10 +339,10 @@ impl Relay {
         }
     }
 
-    async fn send(&self, inbox: &str, row: PendingRow) -> Result<(), String> {
+    async fn send(&self, inbox: &str, attempt: u64, row: PendingRow) -> Result<(), String> {
         use std::fmt::Write;
-        let mut reply = String::with_capacity(inbox.len() + 21);
-        let _ = write!(reply, "{inbox}.{}", row.seq);
+        let mut reply = String::with_capacity(inbox.len() + 32);
+        let _ = write!(reply, "{inbox}.{attempt}.{}", row.seq);
         let subject = subject_for(&self.prefix, &row.event_type);
         self.client
             .publish_with_reply_and_headers(
@@ -367,8 +376,11 @@ mod tests {
 
     #[test]
     fn an_ack_names_its_row_and_says_whether_it_was_a_duplicate() {
-        let m = message("_INBOX.x.42", r#"{"stream":"S","seq":7,"duplicate":true}"#);
-        assert_eq!(seq_of(&m.subject), Some(42));
+        let m = message(
+            "_INBOX.x.3.42",
+            r#"{"stream":"S","seq":7,"duplicate":true}"#,
+        );
+        assert_eq!(seq_of(&m.subject), Some((3, 42)));
         assert_eq!(read_answer(&m), Ok(true));
         let m = message("_INBOX.x.43", r#"{"stream":"S","seq":8}"#);
         assert_eq!(read_answer(&m), Ok(false));
@@ -394,6 +406,7 @@ mod tests {
     #[test]
     fn rows_settle_only_without_a_gap_from_the_oldest() {
         let mut w = Window {
+            attempt: 1,
             out: (1..=3)
                 .map(|seq| Slot {
                     seq,
@@ -404,12 +417,27 @@ mod tests {
             next: 4,
             acked_upto: None,
         };
-        let ok = |seq: i64| message(&format!("_INBOX.x.{seq}"), r#"{"stream":"S","seq":1}"#);
-        assert!(w.answer(&ok(2)).is_ok());
+        let ok = |attempt: u64, seq: i64| {
+            message(
+                &format!("_INBOX.x.{attempt}.{seq}"),
+                r#"{"stream":"S","seq":1}"#,
+            )
+        };
+        let refused = |attempt: u64, seq: i64| {
+            message(
+                &format!("_INBOX.x.{attempt}.{seq}"),
+                r#"{"error":{"code":503,"description":"maximum messages exceeded"}}"#,
+            )
+        };
+        // A refusal left over from the attempt before is not this attempt's failure.
+        assert!(w.answer(&refused(0, 3)).is_ok());
+        assert!(w.answer(&refused(1, 3)).is_err());
+        assert!(w.answer(&ok(1, 2)).is_ok());
         assert!(w.out.front().is_some_and(|s| s.acked.is_none()));
-        assert!(w.answer(&ok(1)).is_ok());
-        // An answer for a row not outstanding (from before a restart) changes nothing.
-        assert!(w.answer(&ok(99)).is_ok());
+        // An ack from the attempt before is still true.
+        assert!(w.answer(&ok(0, 1)).is_ok());
+        // An answer for a row not outstanding changes nothing.
+        assert!(w.answer(&ok(1, 99)).is_ok());
         let settled: Vec<i64> = std::iter::from_fn(|| {
             w.out
                 .front()

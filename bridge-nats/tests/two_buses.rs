@@ -516,3 +516,57 @@ async fn remembered_ids_are_forgotten_once_their_acks_are_confirmed() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_stream_refuses_wait_in_the_outbox_until_it_takes_them() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Bus::builder().build().unwrap();
+    let bridge_a = start(&a, &server.url(), "host-a", dir.path(), &["user.*"], &[]).await;
+    a.emit(event(EventType::USER_LOGIN, 0)).await.unwrap();
+    wait_for(
+        "the first event to be forwarded",
+        Duration::from_secs(20),
+        || bridge_a.stats().forwarded == 1,
+    )
+    .await;
+    // The stream takes 5 more, then refuses ("maximum messages exceeded").
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let mut stream = js.get_stream("PLUGBUS").await.unwrap();
+    let mut limited = stream.info().await.unwrap().config.clone();
+    limited.max_messages = 6;
+    limited.discard = DiscardPolicy::New;
+    js.update_stream(&limited).await.unwrap();
+    let mut sent = Vec::new();
+    for n in 1..=20 {
+        let e = event(EventType::USER_LOGIN, n);
+        sent.push(e.id());
+        a.emit(e).await.unwrap();
+    }
+    wait_for("the refusals", Duration::from_secs(20), || {
+        let s = bridge_a.stats();
+        s.publish_errors > 0 && s.forwarded == 6 && s.outbox_depth == 15
+    })
+    .await;
+    let pending = Outbox::pending_ids(&Outbox::connect(bridge_a.outbox_path()).unwrap()).unwrap();
+    assert_eq!(pending, sent[5..], "the refused events wait in order");
+    // Room again: every waiting event goes, once, in order.
+    limited.max_messages = -1;
+    js.update_stream(&limited).await.unwrap();
+    assert!(
+        bridge_a.flush(Duration::from_secs(20)).await,
+        "{:?}",
+        bridge_a.stats()
+    );
+    let s = bridge_a.stats();
+    assert_eq!((s.forwarded, s.outbox_depth), (21, 0), "{s:?}");
+    assert_eq!(stream.info().await.unwrap().state.messages, 21);
+    let last = stream
+        .get_last_raw_message_by_subject("plugbus.user.login")
+        .await
+        .unwrap();
+    let last = Event::from_json(&last.payload).unwrap();
+    assert_eq!(last.id(), sent[19]);
+    bridge_a.shutdown(Duration::from_secs(5)).await;
+}
