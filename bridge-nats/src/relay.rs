@@ -162,19 +162,8 @@ impl Relay {
             }
         }
         let inbox = self.client.new_inbox();
-        let mut backoff = BACKOFF_START;
-        let mut answers = loop {
-            match self.client.subscribe(format!("{inbox}.>")).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "subscribing to JetStream's acknowledgements failed; trying again");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return,
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
+        let Some(mut answers) = self.subscribe(&inbox, &mut stop).await else {
+            return;
         };
         let mut w = Window {
             attempt: 0,
@@ -207,8 +196,12 @@ impl Relay {
                     m = answers.next() => match m {
                         Some(m) => failed = self.take_answers(&mut w, &m, &mut answers).err(),
                         None => {
-                            tracing::error!("the subscription to JetStream's acknowledgements ended");
-                            break;
+                            // Its acks are lost with it: a new one, and the window again.
+                            let Some(again) = self.subscribe(&inbox, &mut stop).await else {
+                                break;
+                            };
+                            answers = again;
+                            failed = Some(Failed("the subscription to JetStream's acknowledgements ended".to_owned()));
                         }
                     },
                     _ = self.appended.notified(), if room => {}
@@ -244,6 +237,25 @@ impl Relay {
             }
         }
         let _ = answers.unsubscribe().await;
+    }
+
+    /// Subscribes to the acks sent to `inbox`, trying again until it works; `None` once asked
+    /// to stop.
+    async fn subscribe(&self, inbox: &str, stop: &mut watch::Receiver<bool>) -> Option<Subscriber> {
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.client.subscribe(format!("{inbox}.>")).await {
+                Ok(s) => return Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "subscribing to JetStream's acknowledgements failed; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return None,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
     }
 
     /// Sends rows until the window is full or the outbox has no more.
