@@ -18,8 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Most commands taken into one transaction.
+/// Most events taken into one transaction ...
 const BATCH: usize = 8192;
+/// ... and about the most bytes: SQLite copies the batch's blob twice on its way to the file
+/// (binding it, then making the row), and a copy beyond the C allocator's mmap threshold is
+/// memory the kernel maps and zeroes afresh for every commit.
+const BATCH_BYTES: usize = 192 << 10;
 
 /// What the writer is asked to do.
 pub(crate) enum Cmd {
@@ -131,7 +135,7 @@ fn run(mut store: Store, shared: WriterShared, rx: Receiver<Cmd>) {
     loop {
         let Ok(first) = rx.recv() else { break };
         batch.take(first);
-        while batch.events.len() < BATCH && !batch.stop {
+        while batch.events.len() < BATCH && batch.events.blob().len() < BATCH_BYTES && !batch.stop {
             match rx.try_recv() {
                 Ok(cmd) => batch.take(cmd),
                 Err(_) => break,
