@@ -73,8 +73,8 @@ pub struct NatsConfig {
     /// How long the server waits for this host's ack before redelivering. The default is 30 s.
     #[serde(default = "default_ack_wait", deserialize_with = "duration")]
     pub ack_wait: Duration,
-    /// How many events may be sent to the broker and not yet acknowledged. The default is
-    /// 4096.
+    /// How many events may be sent to the broker and not yet acknowledged, at most
+    /// [`MAX_IN_FLIGHT`]. The default is 4096.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// How many ids of received events are remembered to drop redeliveries. The default is
@@ -141,6 +141,10 @@ fn default_duplicate_window() -> Duration {
 fn default_ack_wait() -> Duration {
     Duration::from_secs(30)
 }
+/// The largest `max_in_flight`: half of what the NATS client buffers for one subscription
+/// (64 Ki messages), so the acks of a full window are never dropped as a slow consumer's.
+pub const MAX_IN_FLIGHT: usize = 32 * 1024;
+
 fn default_max_in_flight() -> usize {
     4096
 }
@@ -266,8 +270,14 @@ impl NatsConfig {
                 }
             }
         }
-        if self.max_in_flight == 0 {
-            return bad("max_in_flight", "must be greater than 0".to_owned());
+        if self.max_in_flight == 0 || self.max_in_flight > MAX_IN_FLIGHT {
+            return bad(
+                "max_in_flight",
+                format!(
+                    "must be from 1 to {MAX_IN_FLIGHT} (the acks of a full window wait in the \
+                     client's buffer for one subscription)"
+                ),
+            );
         }
         if self.dedup_window == 0 {
             return bad("dedup_window", "must be greater than 0".to_owned());
@@ -371,5 +381,12 @@ mod tests {
             .map(|_| ())
             .unwrap_err();
         assert!(e.to_string().contains("key_file"), "{e}");
+        for n in [0, MAX_IN_FLIGHT + 1] {
+            let e = parse(&format!("durable = \"b\"\nmax_in_flight = {n}"))
+                .map(|_| ())
+                .unwrap_err();
+            assert!(e.to_string().contains("max_in_flight"), "{e}");
+        }
+        assert!(parse(&format!("durable = \"b\"\nmax_in_flight = {MAX_IN_FLIGHT}")).is_ok());
     }
 }
