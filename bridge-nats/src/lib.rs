@@ -7,8 +7,9 @@
 //! - **Out**: local events matching the `forward` patterns are written to the outbox (one
 //!   SQLite file, WAL mode) and their delivery to the bridge completes once they are on disk;
 //!   a relay publishes them, in order, on `<subject_prefix>.<type>` with the event's JSON
-//!   envelope as payload and its id as `Nats-Msg-Id`, and deletes each row once JetStream
-//!   acknowledges it. A broker outage, a crash or `kill -9` loses nothing (see [`outbox`]).
+//!   envelope as payload and its id as `Nats-Msg-Id`, and marks each event done once
+//!   JetStream acknowledges it (a commit's events are one row, deleted once all of them are
+//!   done). A broker outage, a crash or `kill -9` loses nothing (see [`outbox`]).
 //! - **In**: a durable pull consumer per host (`durable`) feeds the local bus; a message is
 //!   acked once the local outcome is known, nacked with backoff if the bus cannot take it;
 //!   a host's own events are dropped on receipt (`Plugbus-Host` header), so are ids it
