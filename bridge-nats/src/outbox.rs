@@ -473,6 +473,12 @@ mod tests {
         })
     }
 
+    fn batch_rows(store: &Store) -> Result<i64, OutboxError> {
+        Ok(store
+            .conn
+            .query_row("SELECT COUNT(*) FROM plugbus_outbox_batch", [], |r| r.get(0))?)
+    }
+
     fn ids(events: &[Event]) -> Vec<String> {
         events.iter().map(|e| e.id().to_string()).collect()
     }
@@ -514,23 +520,11 @@ mod tests {
         let mut store = Store::open(&path)?;
         append(&mut store, &[event(), event()])?;
         ack(&mut store, 1)?;
-        let rows: i64 =
-            store
-                .conn
-                .query_row("SELECT COUNT(*) FROM plugbus_outbox_batch", [], |r| {
-                    r.get(0)
-                })?;
-        assert_eq!(rows, 1);
+        assert_eq!(batch_rows(&store)?, 1);
         // An older ack changes nothing.
         assert_eq!(ack(&mut store, 1)?, (0, 0));
         assert_eq!(ack(&mut store, 2)?, (0, 1));
-        let rows: i64 =
-            store
-                .conn
-                .query_row("SELECT COUNT(*) FROM plugbus_outbox_batch", [], |r| {
-                    r.get(0)
-                })?;
-        assert_eq!((rows, store.depth()?), (0, 0));
+        assert_eq!((batch_rows(&store)?, store.depth()?), (0, 0));
         drop(store);
         // Empty, reopened: the next event is number 3, not 1.
         let mut store = Store::open(&path)?;
