@@ -20,34 +20,18 @@ pub const CORRELATION_ID: &str = "Plugbus-Correlation-Id";
 /// The event's causation id.
 pub const CAUSATION_ID: &str = "Plugbus-Causation-Id";
 
-/// What an outbox row needs to become a message's headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    pub(crate) id: String,
-    pub(crate) origin: String,
-    pub(crate) correlation: Option<String>,
-    pub(crate) causation: Option<String>,
-}
-
-/// The headers of a message carrying an event stamped `stamp`, forwarded by `host`. The
-/// stamp's strings become the values as they are (no copy).
-pub(crate) fn build(host: &str, stamp: Stamp) -> HeaderMap {
-    use async_nats::header::{HeaderName, HeaderValue};
+/// The headers of a message carrying the outbox's event `row`, forwarded by `host`.
+pub(crate) fn build(host: &str, row: &crate::outbox::PendingRow) -> HeaderMap {
+    use async_nats::header::HeaderName;
     let mut h = HeaderMap::new();
-    h.insert(HeaderName::from_static(MSG_ID), HeaderValue::from(stamp.id));
+    h.insert(HeaderName::from_static(MSG_ID), row.id());
     h.insert(HeaderName::from_static(HOST), host);
-    h.insert(
-        HeaderName::from_static(ORIGIN),
-        HeaderValue::from(stamp.origin),
-    );
-    if let Some(c) = stamp.correlation {
-        h.insert(
-            HeaderName::from_static(CORRELATION_ID),
-            HeaderValue::from(c),
-        );
+    h.insert(HeaderName::from_static(ORIGIN), row.origin());
+    if let Some(c) = row.correlation() {
+        h.insert(HeaderName::from_static(CORRELATION_ID), c);
     }
-    if let Some(c) = stamp.causation {
-        h.insert(HeaderName::from_static(CAUSATION_ID), HeaderValue::from(c));
+    if let Some(c) = row.causation() {
+        h.insert(HeaderName::from_static(CAUSATION_ID), c);
     }
     h
 }

@@ -378,7 +378,7 @@ fn read_figures(conn: &Connection, path: &Path) -> Result<OutboxReport, InspectE
         .next();
     let oldest_seq = oldest_row.as_ref().map(|r| r.seq);
     let newest_seq = newest_seq.filter(|_| depth > 0);
-    let oldest_body = oldest_row.map(|r| r.body);
+    let oldest_body = oldest_row.map(|r| r.body());
     // The rows keep no time of their own; the envelope has the event's.
     let oldest = oldest_body.and_then(|b| plugbus::Event::from_json(&b).ok());
     let now_nanos = SystemTime::now()

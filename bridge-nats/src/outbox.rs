@@ -142,7 +142,7 @@ impl Outbox {
     pub fn pending_ids(conn: &Connection) -> Result<Vec<EventId>, OutboxError> {
         Ok(read_pending(conn, 0, usize::MAX)?
             .iter()
-            .filter_map(|r| r.stamp.id.parse::<EventId>().ok())
+            .filter_map(|r| r.id().parse::<EventId>().ok())
             .collect())
     }
 
@@ -247,15 +247,7 @@ impl NewRow {
     }
 }
 
-/// A row read back for sending.
-#[derive(Debug)]
-pub(crate) struct PendingRow {
-    pub(crate) seq: i64,
-    pub(crate) event_type: String,
-    pub(crate) stamp: crate::headers::Stamp,
-    /// The envelope (a slice of its batch's blob).
-    pub(crate) body: bytes::Bytes,
-}
+pub(crate) use crate::record::PendingRow;
 
 /// The writer's connection: the only one that appends to or deletes from the outbox.
 #[derive(Debug)]
@@ -476,7 +468,9 @@ mod tests {
     fn batch_rows(store: &Store) -> Result<i64, OutboxError> {
         Ok(store
             .conn
-            .query_row("SELECT COUNT(*) FROM plugbus_outbox_batch", [], |r| r.get(0))?)
+            .query_row("SELECT COUNT(*) FROM plugbus_outbox_batch", [], |r| {
+                r.get(0)
+            })?)
     }
 
     fn ids(events: &[Event]) -> Vec<String> {
@@ -502,10 +496,10 @@ mod tests {
         assert_eq!(store.next_seq, 6);
         let reader = Reader::open(&path)?;
         let pending = reader.pending(0, 100)?;
-        let got: Vec<String> = pending.iter().map(|r| r.stamp.id.clone()).collect();
+        let got: Vec<String> = pending.iter().map(|r| r.id().to_owned()).collect();
         assert_eq!(got, ids(&events[2..]));
         assert_eq!(pending[0].seq, 3);
-        assert_eq!(pending[0].body, events[2].to_json()?);
+        assert_eq!(pending[0].body(), events[2].to_json()?);
         // A limit and a starting point inside a batch.
         let two: Vec<i64> = reader.pending(4, 1)?.iter().map(|r| r.seq).collect();
         assert_eq!(two, vec![4]);
@@ -560,13 +554,10 @@ mod tests {
         let store = Store::open(&path)?;
         assert_eq!((store.depth()?, store.next_seq()), (3, 10));
         let pending = Reader::open(&path)?.pending(0, 10)?;
-        let got: Vec<(i64, String)> = pending
-            .iter()
-            .map(|r| (r.seq, r.stamp.id.clone()))
-            .collect();
+        let got: Vec<(i64, String)> = pending.iter().map(|r| (r.seq, r.id().to_owned())).collect();
         let want: Vec<(i64, String)> = (7..).zip(ids(&events)).collect();
         assert_eq!(got, want);
-        assert_eq!(pending[2].body, events[2].to_json()?);
+        assert_eq!(pending[2].body(), events[2].to_json()?);
         let legacy: i64 = store.conn.query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = 'plugbus_outbox'",
             [],

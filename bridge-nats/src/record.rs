@@ -8,15 +8,15 @@
 //! id and the causation id (empty when there is none), and the envelope (the event's JSON).
 //!
 //! The first four are in the envelope too, except the origin; they are kept beside it so that
-//! the relay sends a row (subject and headers) without parsing its JSON.
+//! the relay sends a row (subject and headers) without parsing its JSON. A [`PendingRow`] is a
+//! slice of its batch's blob and where its fields end: handing a batch to the relay allocates
+//! nothing per event.
 
-use crate::headers::Stamp;
-use crate::outbox::{NewRow, PendingRow};
+use crate::outbox::NewRow;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use plugbus::Event;
-use std::fmt::Write as _;
-use std::ops::Range;
+use std::io::Write as _;
 use std::sync::Arc;
 
 /// Blobs kept for reuse at most ...
@@ -56,20 +56,107 @@ impl Drop for Pooled {
     }
 }
 
+/// One event waiting for the broker: its record (a slice of its batch's blob) and where each of
+/// its six fields ends in it.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRow {
+    pub(crate) seq: i64,
+    rec: Bytes,
+    ends: [u32; FIELDS],
+}
+
+/// Fields per event: id, type, origin, correlation id, causation id, envelope.
+const FIELDS: usize = 6;
+
+impl PendingRow {
+    fn field(&self, i: usize) -> &[u8] {
+        let start = match i {
+            0 => 4,
+            _ => self.ends[i - 1] as usize + 4,
+        };
+        self.rec.get(start..self.ends[i] as usize).unwrap_or(&[])
+    }
+
+    /// Text fields are checked to be UTF-8 when the row is made.
+    fn text(&self, i: usize) -> &str {
+        std::str::from_utf8(self.field(i)).unwrap_or("")
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        self.text(0)
+    }
+
+    pub(crate) fn event_type(&self) -> &str {
+        self.text(1)
+    }
+
+    pub(crate) fn origin(&self) -> &str {
+        self.text(2)
+    }
+
+    pub(crate) fn correlation(&self) -> Option<&str> {
+        Some(self.text(3)).filter(|s| !s.is_empty())
+    }
+
+    pub(crate) fn causation(&self) -> Option<&str> {
+        Some(self.text(4)).filter(|s| !s.is_empty())
+    }
+
+    /// The envelope, sharing the blob.
+    pub(crate) fn body(&self) -> Bytes {
+        let start = self.ends[FIELDS - 2] as usize + 4;
+        self.rec
+            .slice(start.min(self.rec.len())..self.ends[FIELDS - 1] as usize)
+    }
+
+    /// What keeping the row costs in memory, roughly.
+    pub(crate) fn weight(&self) -> usize {
+        64 + self.rec.len()
+    }
+}
+
 /// Events being gathered for one commit.
 #[derive(Debug, Default)]
 pub(crate) struct Encoder {
     blob: Vec<u8>,
-    rows: Vec<Meta>,
+    /// Where each record starts in the blob, and its fields' ends (from its start).
+    rows: Vec<(usize, [u32; FIELDS])>,
     pool: Arc<Pool>,
 }
 
-/// What the relay needs of an encoded event, besides its body.
-#[derive(Debug)]
-struct Meta {
-    event_type: String,
-    stamp: Stamp,
-    body: Range<usize>,
+/// A record being written: each field is a length, then its bytes.
+struct Writing<'a> {
+    blob: &'a mut Vec<u8>,
+    start: usize,
+    ends: [u32; FIELDS],
+    next: usize,
+}
+
+impl Writing<'_> {
+    fn field<E>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
+        let at = self.blob.len();
+        self.blob.extend_from_slice(&[0; 4]);
+        write(self.blob)?;
+        let len = u32::try_from(self.blob.len() - at - 4).unwrap_or(u32::MAX);
+        self.blob[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.ends[self.next] = u32::try_from(self.blob.len() - self.start).unwrap_or(u32::MAX);
+        self.next += 1;
+        Ok(())
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        let _ = self.field(|blob| {
+            blob.extend_from_slice(b);
+            Ok::<(), ()>(())
+        });
+    }
+
+    fn shown(&mut self, v: Option<impl std::fmt::Display>) {
+        let _ = self.field(|blob| match v {
+            Some(v) => write!(blob, "{v}"),
+            None => Ok(()),
+        });
+    }
 }
 
 impl Encoder {
@@ -78,48 +165,44 @@ impl Encoder {
     /// # Errors
     /// Its payload does not serialize (the encoder is then as it was).
     pub(crate) fn push_event(&mut self, event: &Event) -> Result<(), serde_json::Error> {
-        let at = self.blob.len();
-        let mut id = String::with_capacity(36);
-        let _ = write!(id, "{}", event.id());
-        let stamp = Stamp {
-            id,
-            origin: event.origin().as_str().to_owned(),
-            correlation: event.correlation_id().map(|c| c.to_string()),
-            causation: event.causation_id().map(|c| c.to_string()),
+        let start = self.blob.len();
+        let mut w = Writing {
+            blob: &mut self.blob,
+            start,
+            ends: [0; FIELDS],
+            next: 0,
         };
-        let event_type = event.event_type().name().to_owned();
-        self.put_stamp(&event_type, &stamp);
-        let start = self.blob.len() + 4;
-        let len = self.open_field();
-        if let Err(e) = event.write_json(&mut self.blob) {
-            self.blob.truncate(at);
+        w.shown(Some(event.id()));
+        w.bytes(event.event_type().name().as_bytes());
+        w.bytes(event.origin().as_str().as_bytes());
+        w.shown(event.correlation_id());
+        w.shown(event.causation_id());
+        if let Err(e) = w.field(|blob| event.write_json(blob)) {
+            self.blob.truncate(start);
             return Err(e);
         }
-        self.close_field(len);
-        self.rows.push(Meta {
-            event_type,
-            stamp,
-            body: start..self.blob.len(),
-        });
+        let ends = w.ends;
+        self.rows.push((start, ends));
         Ok(())
     }
 
     /// Appends an event already made into a row (a staged one).
     pub(crate) fn push_row(&mut self, row: NewRow) {
-        let stamp = Stamp {
-            id: row.event_id,
-            origin: row.origin,
-            correlation: row.correlation,
-            causation: row.causation,
+        let start = self.blob.len();
+        let mut w = Writing {
+            blob: &mut self.blob,
+            start,
+            ends: [0; FIELDS],
+            next: 0,
         };
-        self.put_stamp(&row.event_type, &stamp);
-        let start = self.blob.len() + 4;
-        self.put(&row.body);
-        self.rows.push(Meta {
-            event_type: row.event_type,
-            stamp,
-            body: start..self.blob.len(),
-        });
+        w.bytes(row.event_id.as_bytes());
+        w.bytes(row.event_type.as_bytes());
+        w.bytes(row.origin.as_bytes());
+        w.bytes(row.correlation.as_deref().unwrap_or("").as_bytes());
+        w.bytes(row.causation.as_deref().unwrap_or("").as_bytes());
+        w.bytes(&row.body);
+        let ends = w.ends;
+        self.rows.push((start, ends));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -151,11 +234,10 @@ impl Encoder {
         self.rows
             .drain(..)
             .zip(first_seq..)
-            .map(|(m, seq)| PendingRow {
+            .map(|((start, ends), seq)| PendingRow {
                 seq,
-                event_type: m.event_type,
-                stamp: m.stamp,
-                body: blob.slice(m.body),
+                rec: blob.slice(start..start + ends[FIELDS - 1] as usize),
+                ends,
             })
             .collect()
     }
@@ -164,32 +246,6 @@ impl Encoder {
     pub(crate) fn clear(&mut self) {
         self.blob.clear();
         self.rows.clear();
-    }
-
-    fn put_stamp(&mut self, event_type: &str, s: &Stamp) {
-        self.put(s.id.as_bytes());
-        self.put(event_type.as_bytes());
-        self.put(s.origin.as_bytes());
-        self.put(s.correlation.as_deref().unwrap_or("").as_bytes());
-        self.put(s.causation.as_deref().unwrap_or("").as_bytes());
-    }
-
-    fn put(&mut self, bytes: &[u8]) {
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        self.blob.extend_from_slice(&len.to_le_bytes());
-        self.blob.extend_from_slice(bytes);
-    }
-
-    /// Starts a field whose length is known only once written; returns where the length goes.
-    fn open_field(&mut self) -> usize {
-        let at = self.blob.len();
-        self.blob.extend_from_slice(&[0; 4]);
-        at
-    }
-
-    fn close_field(&mut self, at: usize) {
-        let len = u32::try_from(self.blob.len() - at - 4).unwrap_or(u32::MAX);
-        self.blob[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 }
 
@@ -200,44 +256,32 @@ impl Encoder {
 pub(crate) fn decode(first_seq: i64, count: i64, blob: Bytes) -> Result<Vec<PendingRow>, String> {
     let mut rows = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1 << 16));
     let mut at = 0usize;
-    let field = |at: &mut usize| -> Result<Range<usize>, String> {
-        let len = blob
-            .get(*at..*at + 4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(u32::from_le_bytes)
-            .ok_or_else(|| format!("cut short at byte {at}"))?;
-        let start = *at + 4;
-        let end = start + len as usize;
-        if end > blob.len() {
-            return Err(format!(
-                "a field of {len} bytes at byte {at} runs past the end"
-            ));
-        }
-        *at = end;
-        Ok(start..end)
-    };
-    let text = |r: Range<usize>| -> Result<String, String> {
-        std::str::from_utf8(&blob[r.clone()])
-            .map(str::to_owned)
-            .map_err(|_| format!("a field at byte {} is not UTF-8", r.start))
-    };
     for seq in first_seq..first_seq + count {
-        let id = text(field(&mut at)?)?;
-        let event_type = text(field(&mut at)?)?;
-        let origin = text(field(&mut at)?)?;
-        let correlation = Some(text(field(&mut at)?)?).filter(|s| !s.is_empty());
-        let causation = Some(text(field(&mut at)?)?).filter(|s| !s.is_empty());
-        let body = field(&mut at)?;
+        let start = at;
+        let mut ends = [0u32; FIELDS];
+        for (i, end) in ends.iter_mut().enumerate() {
+            let len = blob
+                .get(at..at + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_le_bytes)
+                .ok_or_else(|| format!("cut short at byte {at}"))?;
+            let field_end = at + 4 + len as usize;
+            if field_end > blob.len() {
+                return Err(format!(
+                    "a field of {len} bytes at byte {at} runs past the end"
+                ));
+            }
+            if i < FIELDS - 1 && std::str::from_utf8(&blob[at + 4..field_end]).is_err() {
+                return Err(format!("a field at byte {at} is not UTF-8"));
+            }
+            at = field_end;
+            *end = u32::try_from(at - start)
+                .map_err(|_| format!("a record at byte {start} is too long"))?;
+        }
         rows.push(PendingRow {
             seq,
-            event_type,
-            stamp: Stamp {
-                id,
-                origin,
-                correlation,
-                causation,
-            },
-            body: blob.slice(body),
+            rec: blob.slice(start..at),
+            ends,
         });
     }
     if at != blob.len() {
@@ -277,21 +321,30 @@ mod tests {
         assert!(enc.is_empty() && enc.blob().is_empty());
         let decoded = decode(10, 4, blob).unwrap();
         assert_eq!(decoded.len(), 4);
+        let fields = |r: &PendingRow| {
+            (
+                r.id().to_owned(),
+                r.event_type().to_owned(),
+                r.origin().to_owned(),
+                r.correlation().map(str::to_owned),
+                r.causation().map(str::to_owned),
+                r.body(),
+            )
+        };
         for (a, b) in taken.iter().zip(&decoded) {
-            assert_eq!(
-                (a.seq, &a.event_type, &a.stamp, &a.body),
-                (b.seq, &b.event_type, &b.stamp, &b.body)
-            );
+            assert_eq!((a.seq, fields(a)), (b.seq, fields(b)));
         }
         assert_eq!(decoded[1].seq, 11);
-        assert_eq!(decoded[1].body, events[1].to_json().unwrap());
-        assert_eq!(decoded[1].stamp.id, events[1].id().to_string());
+        assert_eq!(decoded[1].body(), events[1].to_json().unwrap());
+        assert_eq!(decoded[1].id(), events[1].id().to_string());
+        assert_eq!(decoded[1].event_type(), "user.login");
+        assert_eq!(decoded[1].origin(), events[1].origin().as_str());
         assert_eq!(
-            decoded[1].stamp.correlation,
+            decoded[1].correlation().map(str::to_owned),
             events[1].correlation_id().map(|c| c.to_string())
         );
-        assert_eq!(decoded[1].stamp.causation, None);
-        assert_eq!(decoded[3].stamp, decoded[0].stamp);
+        assert_eq!(decoded[1].causation(), None);
+        assert_eq!(fields(&decoded[3]), fields(&decoded[0]));
     }
 
     #[test]
@@ -300,7 +353,7 @@ mod tests {
         enc.push_event(&event(1)).unwrap();
         enc.push_event(&event(2)).unwrap();
         let rows = enc.take(1);
-        let first = rows[1].body.as_ptr() as usize;
+        let first = rows[1].body().as_ptr() as usize;
         assert!(enc.pool.0.lock().is_empty());
         drop(rows);
         let (base, cap) = {
@@ -317,13 +370,14 @@ mod tests {
         let _second = enc.take(3);
         enc.push_event(&event(4)).unwrap();
         let third = enc.take(4);
-        let at = third[0].body.as_ptr() as usize;
+        let at = third[0].body().as_ptr() as usize;
         assert!(
             (base..base + cap).contains(&at),
             "a new buffer was allocated"
         );
         assert!(enc.pool.0.lock().is_empty());
-        let body = std::str::from_utf8(&third[0].body).unwrap();
+        let body = third[0].body();
+        let body = std::str::from_utf8(&body).unwrap();
         assert!(body.contains(r#""user_id":"u4""#), "{body}");
     }
 

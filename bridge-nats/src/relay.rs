@@ -355,13 +355,13 @@ impl Relay {
         use std::fmt::Write;
         let mut reply = String::with_capacity(inbox.len() + 32);
         let _ = write!(reply, "{inbox}.{attempt}.{}", row.seq);
-        let subject = subject_for(&self.prefix, &row.event_type);
+        let subject = subject_for(&self.prefix, row.event_type());
         self.client
             .publish_with_reply_and_headers(
                 subject,
                 reply,
-                headers::build(&self.host, row.stamp),
-                row.body,
+                headers::build(&self.host, &row),
+                row.body(),
             )
             .await
             .map_err(|e| e.to_string())

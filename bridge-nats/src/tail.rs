@@ -95,35 +95,21 @@ impl Tail {
     }
 }
 
-/// What a row costs in memory, roughly: its strings and body, and a fixed part for the rest.
 fn weight(row: &PendingRow) -> usize {
-    let s = &row.stamp;
-    64 + row.event_type.len()
-        + row.body.len()
-        + s.id.len()
-        + s.origin.len()
-        + s.correlation.as_ref().map_or(0, String::len)
-        + s.causation.as_ref().map_or(0, String::len)
+    row.weight()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::headers::Stamp;
+    use plugbus::{Event, EventType};
 
     fn row(seq: i64) -> PendingRow {
-        PendingRow {
-            seq,
-            event_type: "user.login".to_owned(),
-            stamp: Stamp {
-                id: format!("id-{seq}"),
-                origin: "local".to_owned(),
-                correlation: None,
-                causation: None,
-            },
-            body: bytes::Bytes::new(),
-        }
+        let mut enc = crate::record::Encoder::default();
+        enc.push_event(&Event::builder(EventType::USER_LOGIN).build().unwrap())
+            .unwrap();
+        enc.take(seq).remove(0)
     }
 
     fn seqs(t: Take) -> Vec<i64> {
