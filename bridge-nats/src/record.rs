@@ -132,7 +132,17 @@ struct Writing<'a> {
     next: usize,
 }
 
-impl Writing<'_> {
+impl<'a> Writing<'a> {
+    /// A record appended to `blob`.
+    fn at_end_of(blob: &'a mut Vec<u8>) -> Writing<'a> {
+        Writing {
+            start: blob.len(),
+            blob,
+            ends: [0; FIELDS],
+            next: 0,
+        }
+    }
+
     fn field<E>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
         let at = self.blob.len();
         self.blob.extend_from_slice(&[0; 4]);
@@ -166,12 +176,7 @@ impl Encoder {
     /// Its payload does not serialize (the encoder is then as it was).
     pub(crate) fn push_event(&mut self, event: &Event) -> Result<(), serde_json::Error> {
         let start = self.blob.len();
-        let mut w = Writing {
-            blob: &mut self.blob,
-            start,
-            ends: [0; FIELDS],
-            next: 0,
-        };
+        let mut w = Writing::at_end_of(&mut self.blob);
         w.shown(Some(event.id()));
         w.bytes(event.event_type().name().as_bytes());
         w.bytes(event.origin().as_str().as_bytes());
@@ -189,12 +194,7 @@ impl Encoder {
     /// Appends an event already made into a row (a staged one).
     pub(crate) fn push_row(&mut self, row: NewRow) {
         let start = self.blob.len();
-        let mut w = Writing {
-            blob: &mut self.blob,
-            start,
-            ends: [0; FIELDS],
-            next: 0,
-        };
+        let mut w = Writing::at_end_of(&mut self.blob);
         w.bytes(row.event_id.as_bytes());
         w.bytes(row.event_type.as_bytes());
         w.bytes(row.origin.as_bytes());
