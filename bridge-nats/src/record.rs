@@ -2,8 +2,8 @@
 //!
 //! A commit of many events is one row of `plugbus_outbox_batch` (its first sequence number,
 //! how many events, the blob), not a row per event: SQLite then does one insert and, once
-//! JetStream has them all, one delete per commit, which halves what the outbox costs per
-//! event. The blob holds each event as six fields, each a `u32` little-endian length and
+//! JetStream has them all, one delete per commit: about half of what the outbox cost per event
+//! with a row each. The blob holds each event as six fields, each a `u32` little-endian length and
 //! that many bytes of UTF-8: the event id, its type, its origin on this host, the correlation
 //! id and the causation id (empty when there is none), and the envelope (the event's JSON).
 //!
@@ -14,47 +14,8 @@
 
 use crate::outbox::NewRow;
 use bytes::Bytes;
-use parking_lot::Mutex;
 use plugbus::Event;
 use std::io::Write as _;
-use std::sync::Arc;
-
-/// Blobs kept for reuse at most ...
-const POOL_KEEP: usize = 8;
-/// ... and only up to this size.
-const POOL_MAX_BYTES: usize = 16 << 20;
-
-/// Blob buffers given back once every event of their batch has been sent. A batch's blob is
-/// megabytes; allocated afresh each time, it is memory the kernel maps and zeroes again for
-/// every commit (a tenth of the writer's time at full speed), so the next commit writes into a
-/// buffer that is already there.
-#[derive(Debug, Default)]
-pub(crate) struct Pool(Mutex<Vec<Vec<u8>>>);
-
-/// A blob shared by the rows of its batch; back to the pool when the last is dropped.
-struct Pooled {
-    buf: Vec<u8>,
-    pool: Arc<Pool>,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        let mut buf = std::mem::take(&mut self.buf);
-        if buf.capacity() <= POOL_MAX_BYTES {
-            buf.clear();
-            let mut kept = self.pool.0.lock();
-            if kept.len() < POOL_KEEP {
-                kept.push(buf);
-            }
-        }
-    }
-}
 
 /// One event waiting for the broker: its record (a slice of its batch's blob) and where each of
 /// its six fields ends in it.
@@ -121,7 +82,6 @@ pub(crate) struct Encoder {
     blob: Vec<u8>,
     /// Where each record starts in the blob, and its fields' ends (from its start).
     rows: Vec<(usize, [u32; FIELDS])>,
-    pool: Arc<Pool>,
 }
 
 /// A record being written: each field is a length, then its bytes.
@@ -221,16 +181,8 @@ impl Encoder {
     /// The gathered events as rows numbered from `first_seq`, ready for the relay; the
     /// encoder is empty again.
     pub(crate) fn take(&mut self, first_seq: i64) -> Vec<PendingRow> {
-        let next = self
-            .pool
-            .0
-            .lock()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.blob.capacity()));
-        let blob = Bytes::from_owner(Pooled {
-            buf: std::mem::replace(&mut self.blob, next),
-            pool: Arc::clone(&self.pool),
-        });
+        let next = Vec::with_capacity(self.blob.capacity());
+        let blob = Bytes::from(std::mem::replace(&mut self.blob, next));
         self.rows
             .drain(..)
             .zip(first_seq..)
@@ -345,40 +297,6 @@ mod tests {
         );
         assert_eq!(decoded[1].causation(), None);
         assert_eq!(fields(&decoded[3]), fields(&decoded[0]));
-    }
-
-    #[test]
-    fn a_blob_is_used_again_once_every_row_of_its_batch_is_gone() {
-        let mut enc = Encoder::default();
-        enc.push_event(&event(1)).unwrap();
-        enc.push_event(&event(2)).unwrap();
-        let rows = enc.take(1);
-        let first = rows[1].body().as_ptr() as usize;
-        assert!(enc.pool.0.lock().is_empty());
-        drop(rows);
-        let (base, cap) = {
-            let kept = enc.pool.0.lock();
-            assert_eq!(kept.len(), 1);
-            (kept[0].as_ptr() as usize, kept[0].capacity())
-        };
-        assert!(
-            (base..base + cap).contains(&first),
-            "the pool holds another buffer"
-        );
-        // The commit after next writes into it (the next one has its buffer already).
-        enc.push_event(&event(3)).unwrap();
-        let _second = enc.take(3);
-        enc.push_event(&event(4)).unwrap();
-        let third = enc.take(4);
-        let at = third[0].body().as_ptr() as usize;
-        assert!(
-            (base..base + cap).contains(&at),
-            "a new buffer was allocated"
-        );
-        assert!(enc.pool.0.lock().is_empty());
-        let body = third[0].body();
-        let body = std::str::from_utf8(&body).unwrap();
-        assert!(body.contains(r#""user_id":"u4""#), "{body}");
     }
 
     #[test]

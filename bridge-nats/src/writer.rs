@@ -133,28 +133,44 @@ fn run(mut store: Store, shared: WriterShared, rx: Receiver<Cmd>) {
     let mut failures = 0u32;
     let mut batch = Batch::default();
     loop {
-        let Ok(first) = rx.recv() else { break };
-        batch.take(first);
+        if batch.is_empty() {
+            let Ok(first) = rx.recv() else { break };
+            batch.take(first);
+        } else {
+            // Marks carried over from a failed commit: try again soon even if nothing comes.
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(cmd) => batch.take(cmd),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
         while batch.events.len() < BATCH && batch.events.blob().len() < BATCH_BYTES && !batch.stop {
             match rx.try_recv() {
                 Ok(cmd) => batch.take(cmd),
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
-            commit(&mut store, &shared, &mut batch, &mut failures);
-        }
+        let committed = batch.is_empty() || commit(&mut store, &shared, &mut batch, &mut failures);
         for f in batch.flushes.drain(..) {
             let _ = f.send(());
         }
         if batch.stop {
             break;
         }
+        // What a failed commit was to record of the broker's and the server's acks is kept
+        // for the next one (the acks are not sent again); its events and staged moves come
+        // again from their senders.
+        let carried = (!committed).then_some((batch.acked, batch.seen_confirmed));
         batch.clear();
+        if let Some((acked, seen_confirmed)) = carried {
+            batch.acked = acked;
+            batch.seen_confirmed = seen_confirmed;
+        }
     }
 }
 
-fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures: &mut u32) {
+/// Writes `batch`; false if the write failed.
+fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures: &mut u32) -> bool {
     let first_seq = store.next_seq();
     let changes = Changes {
         appended: Some(&batch.events),
@@ -184,6 +200,7 @@ fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures:
             if appended > 0 {
                 shared.appended.notify_one();
             }
+            true
         }
         Err(e) => {
             *failures += 1;
@@ -197,6 +214,7 @@ fn commit(store: &mut Store, shared: &WriterShared, batch: &mut Batch, failures:
                 ))));
             }
             std::thread::sleep(Duration::from_millis(10 * u64::from((*failures).min(50))));
+            false
         }
     }
 }

@@ -166,7 +166,7 @@ impl Event {
         let timestamp = self
             .timestamp()
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-        out.reserve(data.len() + self.source().len() + 224);
+        out.reserve(self.json_size_hint());
         out.extend_from_slice(b"{\"id\":");
         serde_json::to_writer(&mut *out, &self.id())?;
         out.extend_from_slice(b",\"type\":");
