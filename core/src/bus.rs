@@ -4,6 +4,7 @@ use crate::context;
 use crate::counters::Shard;
 use crate::dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSink};
 use crate::dispatch::{self, PendingDelivery, Started};
+use crate::emit::Emit;
 use crate::error::{BuildError, PublishError, PublishErrorKind, SubscribeError};
 use crate::event::Event;
 use crate::event_type::EventType;
@@ -42,16 +43,19 @@ pub(crate) struct Enqueued {
     pub(crate) routed: bool,
 }
 
-/// What an emit returns once every delivery it owes is settled.
+/// What an emit returns once every delivery it owes is settled. `event` is what
+/// [`Shared::enqueue`] handed back: always there when a subscription refused it.
 #[inline]
-fn emit_result(event: Event, rejected: Vec<SubscriptionId>) -> Result<(), PublishError> {
-    if rejected.is_empty() {
-        Ok(())
-    } else {
-        Err(PublishError {
+pub(crate) fn emit_result(
+    event: Option<Event>,
+    rejected: Vec<SubscriptionId>,
+) -> Result<(), PublishError> {
+    match event {
+        Some(event) if !rejected.is_empty() => Err(PublishError {
             kind: PublishErrorKind::Full(rejected),
             event,
-        })
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -398,6 +402,7 @@ impl Shared {
     /// `only`, when given), counting the event as filtered or unrouted, or counting the
     /// deliveries the caller is about to start (before any of them can finish, so `in_flight`
     /// never undercounts).
+    #[inline(always)]
     fn route<'t>(
         &self,
         shard: &Shard,
@@ -436,37 +441,74 @@ impl Shared {
     /// delivery it owes has been handed over (or accounted for), so shutdown, which waits for
     /// routing to settle before it closes the mailboxes, never closes one on an event a
     /// publisher is still trying to put in.
+    ///
+    /// Returns the event unless the last push took it: the last matching mailbox gets the
+    /// caller's own reference instead of a clone when nothing before it needs the event back
+    /// (no mailbox was full), which saves a count up and a count down per emit. A push that
+    /// fails hands the event back, so whenever `out` holds waiting or rejected subscriptions
+    /// the event is returned.
     pub(crate) fn enqueue(
         self: &Arc<Self>,
         shard: &Shard,
-        event: &Event,
+        event: Event,
         only: Option<&[SubscriptionId]>,
         out: &mut Enqueued,
-    ) {
+    ) -> Option<Event> {
         let table = self.table.load();
-        let Routing::To(route) = self.route(shard, &table, event, only) else {
-            return;
+        let Routing::To(route) = self.route(shard, &table, &event, only) else {
+            return Some(event);
         };
         out.routed = true;
-        for sub in route.iter() {
+        let last = route.len().saturating_sub(1);
+        let mut held = Some(event);
+        for (i, sub) in route.iter().enumerate() {
             self.ensure_drain(sub);
-            match sub.mailbox.push_quietly(event.clone(), sub.overflow) {
-                Push::Queued => {}
+            let item = match held.take() {
+                Some(e) if i == last && out.waiting.is_empty() && out.rejected.is_empty() => e,
+                Some(e) => {
+                    let copy = e.clone();
+                    held = Some(e);
+                    copy
+                }
+                // Only the last push takes the event.
+                None => break,
+            };
+            let back = match sub.mailbox.push_quietly(item, sub.overflow) {
+                Push::Queued => None,
                 Push::Evicted(old) => {
                     dispatch::not_delivered(self, sub, &old, Outcome::Dropped, 0);
+                    None
                 }
                 Push::Full(e) => match sub.overflow {
-                    Overflow::Wait => out.waiting.push(Arc::clone(sub)),
-                    Overflow::DeadLetter => self.dead_letter_overflow(sub, e),
+                    Overflow::Wait => {
+                        out.waiting.push(Arc::clone(sub));
+                        Some(e)
+                    }
+                    Overflow::DeadLetter if held.is_some() => {
+                        self.dead_letter_overflow(sub, e);
+                        None
+                    }
+                    Overflow::DeadLetter => {
+                        self.dead_letter_overflow(sub, e.clone());
+                        Some(e)
+                    }
                     _ => {
                         dispatch::not_delivered(self, sub, &e, Outcome::Rejected, 0);
                         out.rejected.push(sub.id);
+                        Some(e)
                     }
                 },
-                Push::Closed(e) => self.closed_on_push(sub, &e),
+                Push::Closed(e) => {
+                    self.closed_on_push(sub, &e);
+                    Some(e)
+                }
+            };
+            if held.is_none() {
+                held = back;
             }
         }
         crate::mailbox::wake_parked(route.iter().map(|sub| &sub.mailbox));
+        held
     }
 
     /// A push found the mailbox closed: unsubscribed while we routed (the event never reached
@@ -631,8 +673,8 @@ impl Bus {
     /// The bus is shutting down, or some mailboxes rejected the event (it was enqueued for every
     /// other match); the event is handed back, with the subscriptions it is still owed to (see
     /// [`PublishError::owed`] and [`emit_to`](Self::emit_to)).
-    pub async fn emit(&self, event: Event) -> Result<(), PublishError> {
-        self.emit_inner(event, None).await
+    pub fn emit(&self, event: Event) -> Emit<'_> {
+        Emit::new(self, event, None)
     }
 
     /// [`emit`](Self::emit) to only the listed subscriptions (those of them that still exist
@@ -653,24 +695,8 @@ impl Bus {
     ///
     /// # Errors
     /// As `emit`.
-    pub async fn emit_to(&self, event: Event, subs: &[SubscriptionId]) -> Result<(), PublishError> {
-        self.emit_inner(event, Some(subs)).await
-    }
-
-    async fn emit_inner(
-        &self,
-        event: Event,
-        only: Option<&[SubscriptionId]>,
-    ) -> Result<(), PublishError> {
-        let mut queued = Enqueued::default();
-        let event = self.begin_emit(event, only, &mut queued)?;
-        if !queued.waiting.is_empty() {
-            // Boxed: only an emit that must wait for room pays for the larger future, so the
-            // common path stays a small future the publisher builds and drops per event.
-            let waiting = std::mem::take(&mut queued.waiting);
-            Box::pin(self.finish_emit(&event, (waiting, queued.routed))).await;
-        }
-        emit_result(event, queued.rejected)
+    pub fn emit_to<'a>(&'a self, event: Event, subs: &'a [SubscriptionId]) -> Emit<'a> {
+        Emit::new(self, event, Some(subs))
     }
 
     /// The synchronous part of an emit: admission, routing, and a push into every mailbox
@@ -678,12 +704,12 @@ impl Bus {
     /// subscriptions that refused it (written in place: the caller's future holds it, and
     /// returning it by value cost a copy per emit).
     #[inline]
-    fn begin_emit(
+    pub(crate) fn begin_emit(
         &self,
         event: Event,
         only: Option<&[SubscriptionId]>,
         queued: &mut Enqueued,
-    ) -> Result<Event, PublishError> {
+    ) -> Result<Option<Event>, PublishError> {
         let span = tracing::trace_span!(
             "plugbus.emit",
             event_type = event.event_type().name(),
@@ -692,15 +718,19 @@ impl Bus {
         let _entered = span.enter();
         let shard = self.shared.counters.local();
         let event = self.shared.admit(shard, event)?.into_event();
-        self.shared.enqueue(shard, &event, only, queued);
+        let kept = self.shared.enqueue(shard, event, only, queued);
         if queued.waiting.is_empty() && queued.routed {
             shard.routed();
         }
-        Ok(event)
+        Ok(kept)
     }
 
     /// Waits for room in each mailbox still owed the event (the `Wait` policy).
-    async fn finish_emit(&self, event: &Event, (waiting, routed): (Vec<Arc<Sub>>, bool)) {
+    pub(crate) async fn finish_emit(
+        &self,
+        event: &Event,
+        (waiting, routed): (Vec<Arc<Sub>>, bool),
+    ) {
         let mut owed = Owed {
             shared: &self.shared,
             event,
@@ -772,20 +802,23 @@ impl Bus {
         let shard = self.shared.counters.local();
         let event = self.shared.admit(shard, event)?.into_event();
         let mut queued = Enqueued::default();
-        self.shared.enqueue(shard, &event, only, &mut queued);
+        let kept = self.shared.enqueue(shard, event, only, &mut queued);
         let Enqueued {
             waiting,
             mut rejected,
             routed,
         } = queued;
-        for sub in waiting {
-            dispatch::not_delivered(&self.shared, &sub, &event, Outcome::Rejected, 0);
-            rejected.push(sub.id);
+        // `enqueue` hands the event back whenever a mailbox is still owed it.
+        if let Some(event) = &kept {
+            for sub in waiting {
+                dispatch::not_delivered(&self.shared, &sub, event, Outcome::Rejected, 0);
+                rejected.push(sub.id);
+            }
         }
         if routed {
             shard.routed();
         }
-        emit_result(event, rejected)
+        emit_result(kept, rejected)
     }
 
     /// Removes a subscription. Events already in its mailbox are still delivered; publishes that

@@ -83,6 +83,7 @@ mod dead_letter;
 pub mod deferred;
 mod dispatch;
 mod drain;
+mod emit;
 mod error;
 mod event;
 mod event_type;
@@ -108,6 +109,7 @@ mod wire;
 pub use bus::{Bus, BusBuilder, EventArg, Publish, ReplayReport};
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 pub use deferred::Completion;
+pub use emit::Emit;
 pub use error::{
     BuildError, DecodeError, EventError, EventTypeError, PayloadError, PublishError,
     PublishErrorKind, SubscribeError,

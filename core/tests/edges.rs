@@ -527,3 +527,116 @@ async fn a_report_hands_out_its_deliveries() {
     let cfg = plugbus::DedupConfig::new(100).ttl(Duration::from_secs(5));
     assert_eq!((cfg.window, cfg.ttl), (100, Some(Duration::from_secs(5))));
 }
+
+// ---- 6. the event an emit hands back ---------------------------------------------------------
+
+/// A handler that records event ids and waits for a permit first.
+fn gated_recorder(
+    gate: &Arc<Semaphore>,
+) -> (
+    Arc<Mutex<Vec<EventId>>>,
+    impl Fn(Event) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync
+        + 'static,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (g, s) = (Arc::clone(gate), Arc::clone(&seen));
+    (seen, move |e: Event| {
+        let (g, s) = (Arc::clone(&g), Arc::clone(&s));
+        Box::pin(async move {
+            g.acquire().await.unwrap().forget();
+            s.lock().push(e.id());
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_refused_by_its_last_mailboxes_hands_back_the_event_it_was_given() {
+    // The last matching mailbox takes the emit's own reference when nothing before it is
+    // owed the event; when that push (or the one before it) is refused, the event must still
+    // come back whole, and every other mailbox keep its copy.
+    let bus = Bus::builder().build().unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let (a_seen, a) = counter();
+    bus.subscribe(EventType::DATA_CREATED)
+        .name("a")
+        .handle(a)
+        .unwrap();
+    let (b_seen, b) = gated_recorder(&gate);
+    bus.subscribe(EventType::DATA_CREATED)
+        .name("b")
+        .mailbox_capacity(1)
+        .overflow(Overflow::DeadLetter)
+        .handle_async(b)
+        .unwrap();
+    let (c_seen, c) = gated_recorder(&gate);
+    let c_id = bus
+        .subscribe(EventType::DATA_CREATED)
+        .name("c")
+        .mailbox_capacity(1)
+        .overflow(Overflow::Reject)
+        .handle_async(c)
+        .unwrap();
+    let first = ev(EventType::DATA_CREATED);
+    bus.emit(first.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await; // b and c hold `first` in their handlers
+    let second = ev(EventType::DATA_CREATED);
+    bus.emit(second.clone()).await.unwrap(); // fills b and c
+    let third = ev(EventType::DATA_CREATED);
+    let refused = bus.emit(third.clone()).await.unwrap_err();
+    assert!(refused.event.ptr_eq(&third), "not the event emitted");
+    assert_eq!(refused.owed(), &[c_id]);
+    gate.add_permits(100);
+    assert!(bus.wait_idle(Duration::from_secs(2)).await);
+    assert_eq!(a_seen.load(Ordering::SeqCst), 3);
+    assert_eq!(*b_seen.lock(), vec![first.id(), second.id()]);
+    assert_eq!(*c_seen.lock(), vec![first.id(), second.id()]);
+    let letters = bus.dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.id(), third.id());
+    assert_eq!(letters[0].reason, DeadLetterReason::MailboxFull);
+    let r = shut(&bus, Duration::from_secs(1)).await;
+    assert_eq!(r.totals.delivered, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_waiting_for_an_earlier_mailbox_still_delivers_to_the_last_and_then_to_it() {
+    let bus = Bus::builder().build().unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let (a_seen, a) = gated_recorder(&gate);
+    bus.subscribe(EventType::DATA_CREATED)
+        .name("a")
+        .mailbox_capacity(1)
+        .overflow(Overflow::Wait)
+        .handle_async(a)
+        .unwrap();
+    let b_seen = Arc::new(Mutex::new(Vec::new()));
+    let bs = Arc::clone(&b_seen);
+    bus.subscribe(EventType::DATA_CREATED)
+        .name("b")
+        .handle(move |e: &Event| bs.lock().push(e.id()))
+        .unwrap();
+    let events: Vec<Event> = (0..3).map(|_| ev(EventType::DATA_CREATED)).collect();
+    bus.emit(events[0].clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await; // a holds events[0] in its handler
+    bus.emit(events[1].clone()).await.unwrap(); // fills a
+    let waiting = {
+        let (bus, e) = (bus.clone(), events[2].clone());
+        tokio::spawn(async move { bus.emit(e).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!waiting.is_finished(), "the emit should wait for room in a");
+    let ids: Vec<EventId> = events.iter().map(Event::id).collect();
+    assert_eq!(
+        *b_seen.lock(),
+        ids,
+        "b gets the event while the emit waits for a"
+    );
+    gate.add_permits(100);
+    waiting.await.unwrap().unwrap();
+    assert!(bus.wait_idle(Duration::from_secs(2)).await);
+    assert_eq!(*a_seen.lock(), ids);
+    let r = shut(&bus, Duration::from_secs(1)).await;
+    assert_eq!(r.totals.delivered, 6);
+}
