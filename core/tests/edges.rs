@@ -530,24 +530,22 @@ async fn a_report_hands_out_its_deliveries() {
 
 // ---- 6. the event an emit hands back ---------------------------------------------------------
 
+type Recorded = Arc<Mutex<Vec<EventId>>>;
+type Gated = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A handler that records event ids and waits for a permit first.
 fn gated_recorder(
     gate: &Arc<Semaphore>,
-) -> (
-    Arc<Mutex<Vec<EventId>>>,
-    impl Fn(Event) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-        + Send
-        + Sync
-        + 'static,
-) {
+) -> (Recorded, impl Fn(Event) -> Gated + Send + Sync + 'static) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (g, s) = (Arc::clone(gate), Arc::clone(&seen));
     (seen, move |e: Event| {
         let (g, s) = (Arc::clone(&g), Arc::clone(&s));
-        Box::pin(async move {
+        let gated: Gated = Box::pin(async move {
             g.acquire().await.unwrap().forget();
             s.lock().push(e.id());
-        })
+        });
+        gated
     })
 }
 
