@@ -9,7 +9,9 @@
 //!   sends to each in turn (`send_async`).
 //! - `emit_nN`: N subscriptions of one bus (mailboxes of 1,024) with sync handlers.
 //!
-//! Every handler reads a field of the event and bumps a counter of its own (one writer). With
+//! Every handler reads a field of the event and bumps a counter of its own (one writer). Each
+//! publisher holds its handle (the bus, the broadcast sender, the flume senders) for the whole
+//! run, as an application's publisher would, and sends a clone of one prebuilt event. With
 //! `publishers = 2`, two tasks share the events; the side waits until every handler has seen
 //! every event. [`latency`] paces one publisher at a fixed rate and records publish-to-handler
 //! latency for each delivery.
@@ -72,15 +74,24 @@ async fn wait_all(counts: &[Count], lost: &[Count], target: u64) -> anyhow::Resu
     Ok(())
 }
 
-/// Runs `iters` sends split over `publishers` tasks (1: inline), each calling `send(k)`.
-async fn publish_with<S, F>(publishers: usize, iters: u64, send: S) -> anyhow::Result<()>
-where
-    S: Fn() -> F + Send + Sync + 'static + Clone,
-    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
+/// One publisher of a side: the handle it sends through (held for the whole run, as an
+/// application's publisher holds its bus or sender, so no send pays for cloning it) and the
+/// event it sends.
+trait Publisher: Clone + Send + 'static {
+    /// Sends one event.
+    fn send(&mut self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + '_;
+}
+
+/// Runs `iters` sends split over `publishers` tasks (1: inline), each with its own clone of
+/// `publisher`.
+async fn publish_with<P: Publisher>(
+    publishers: usize,
+    iters: u64,
+    mut publisher: P,
+) -> anyhow::Result<()> {
     if publishers <= 1 {
         for _ in 0..iters {
-            send().await?;
+            publisher.send().await?;
         }
         return Ok(());
     }
@@ -92,10 +103,10 @@ where
         } else {
             per
         };
-        let send = send.clone();
+        let mut publisher = publisher.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..n {
-                send().await?;
+                publisher.send().await?;
             }
             anyhow::Ok(())
         }));
@@ -104,6 +115,54 @@ where
         t.await??;
     }
     Ok(())
+}
+
+#[derive(Clone)]
+struct EmitPublisher {
+    bus: Bus,
+    event: Event,
+}
+
+impl Publisher for EmitPublisher {
+    async fn send(&mut self) -> anyhow::Result<()> {
+        Ok(self.bus.emit(self.event.clone()).await?)
+    }
+}
+
+#[derive(Clone)]
+struct BroadcastPublisher {
+    tx: tokio::sync::broadcast::Sender<Event>,
+    event: Event,
+}
+
+impl Publisher for BroadcastPublisher {
+    async fn send(&mut self) -> anyhow::Result<()> {
+        // Backpressure by hand: broadcast itself would overwrite the oldest.
+        while self.tx.len() >= CAPACITY {
+            tokio::task::yield_now().await;
+        }
+        self.tx
+            .send(self.event.clone())
+            .map_err(|_| anyhow::anyhow!("broadcast receivers ended"))?;
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct FlumePublisher {
+    txs: Arc<Vec<flume::Sender<Event>>>,
+    event: Event,
+}
+
+impl Publisher for FlumePublisher {
+    async fn send(&mut self) -> anyhow::Result<()> {
+        for tx in self.txs.iter() {
+            tx.send_async(self.event.clone())
+                .await
+                .map_err(|_| anyhow::anyhow!("flume receiver ended"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `emit` to N subscriptions.
@@ -138,12 +197,11 @@ impl Side for EmitFanout {
     fn run(&mut self, iters: u64) -> BoxFuture<'_, anyhow::Result<Duration>> {
         Box::pin(async move {
             let start = Instant::now();
-            let (bus, event) = (self.bus.clone(), self.event.clone());
-            publish_with(self.publishers, iters, move || {
-                let (bus, event) = (bus.clone(), event.clone());
-                async move { Ok(bus.emit(event).await?) }
-            })
-            .await?;
+            let publisher = EmitPublisher {
+                bus: self.bus.clone(),
+                event: self.event.clone(),
+            };
+            publish_with(self.publishers, iters, publisher).await?;
             self.sent += iters;
             wait_all(&self.counts, &[], self.sent).await?;
             Ok(start.elapsed())
@@ -202,20 +260,11 @@ impl Side for BroadcastFanout {
     fn run(&mut self, iters: u64) -> BoxFuture<'_, anyhow::Result<Duration>> {
         Box::pin(async move {
             let start = Instant::now();
-            let (tx, event) = (self.tx.clone(), self.event.clone());
-            publish_with(self.publishers, iters, move || {
-                let (tx, event) = (tx.clone(), event.clone());
-                async move {
-                    // Backpressure by hand: broadcast itself would overwrite the oldest.
-                    while tx.len() >= CAPACITY {
-                        tokio::task::yield_now().await;
-                    }
-                    tx.send(event)
-                        .map_err(|_| anyhow::anyhow!("broadcast receivers ended"))?;
-                    Ok(())
-                }
-            })
-            .await?;
+            let publisher = BroadcastPublisher {
+                tx: self.tx.clone(),
+                event: self.event.clone(),
+            };
+            publish_with(self.publishers, iters, publisher).await?;
             self.sent += iters;
             wait_all(&self.counts, &self.lagged, self.sent).await?;
             Ok(start.elapsed())
@@ -260,19 +309,11 @@ impl Side for FlumeFanout {
     fn run(&mut self, iters: u64) -> BoxFuture<'_, anyhow::Result<Duration>> {
         Box::pin(async move {
             let start = Instant::now();
-            let (txs, event) = (Arc::clone(&self.txs), self.event.clone());
-            publish_with(self.publishers, iters, move || {
-                let (txs, event) = (Arc::clone(&txs), event.clone());
-                async move {
-                    for tx in txs.iter() {
-                        tx.send_async(event.clone())
-                            .await
-                            .map_err(|_| anyhow::anyhow!("flume receiver ended"))?;
-                    }
-                    Ok(())
-                }
-            })
-            .await?;
+            let publisher = FlumePublisher {
+                txs: Arc::clone(&self.txs),
+                event: self.event.clone(),
+            };
+            publish_with(self.publishers, iters, publisher).await?;
             self.sent += iters;
             wait_all(&self.counts, &[], self.sent).await?;
             Ok(start.elapsed())
@@ -287,27 +328,30 @@ pub(super) struct Latency {
     pub(super) p99: f64,
 }
 
-/// Where latencies are recorded: one vector per handler (one writer each).
+/// Receive times, in nanoseconds since the run's start: one vector per handler (one writer
+/// each). Every design delivers in order to each handler, so a handler's `k`-th receive is
+/// the `k`-th send. Send and receive times come from one monotonic clock ([`Instant`]); the
+/// events' own timestamps are wall-clock readings of another, calibrated clock, and the two
+/// drift apart by more than a delivery takes (a run once measured a p99 of 0).
 type Samples = Arc<Vec<parking_lot::Mutex<Vec<u64>>>>;
 
-fn record(samples: &Samples, i: usize, e: &Event) {
-    let now = unix_nanos();
-    let sent = e.timestamp_unix_nanos();
+fn nanos_since(base: Instant) -> u64 {
+    u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn record(samples: &Samples, i: usize, base: Instant) {
+    let now = nanos_since(base);
     if let Some(v) = samples.get(i) {
-        v.lock()
-            .push(u64::try_from(now.saturating_sub(sent)).unwrap_or(0));
+        v.lock().push(now);
     }
 }
 
-fn unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn percentiles(samples: &Samples) -> Latency {
-    let mut all: Vec<u64> = samples.iter().flat_map(|v| v.lock().clone()).collect();
+fn percentiles(sent: &[u64], samples: &Samples) -> Latency {
+    let mut all: Vec<u64> = Vec::with_capacity(sent.len() * samples.len());
+    for v in samples.iter() {
+        let received = v.lock();
+        all.extend(received.iter().zip(sent).map(|(r, s)| r.saturating_sub(*s)));
+    }
     all.sort_unstable();
     let at = |q: f64| {
         all.get(((all.len() as f64 - 1.0) * q).round() as usize)
@@ -330,8 +374,8 @@ pub(super) enum Design {
 }
 
 /// Publishes `events` events at `rate` per second (paced by a spinning, yielding publisher)
-/// to `n` subscribers, each event built at its publish time (its timestamp is the send time),
-/// and returns the publish-to-handler latency percentiles over every delivery.
+/// to `n` subscribers, each event built at its publish time, and returns the latency from
+/// just before each send to each handler's start, percentiles over every delivery.
 pub(super) async fn latency(
     design: Design,
     n: usize,
@@ -344,6 +388,8 @@ pub(super) async fn latency(
             .collect(),
     );
     let counts: Vec<Count> = (0..n).map(|_| Count::default()).collect();
+    let mut sent: Vec<u64> = Vec::with_capacity(events as usize);
+    let base = Instant::now();
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let fresh = || {
         Event::builder(EventType::USER_LOGIN)
@@ -358,14 +404,17 @@ pub(super) async fn latency(
                 let (c, s) = (c.clone(), Arc::clone(&samples));
                 bus.subscribe(EventType::USER_LOGIN)
                     .handle(move |e: &Event| {
-                        record(&s, i, e);
+                        record(&s, i, base);
+                        black_box(e.event_type());
                         c.bump();
                     })?;
             }
             let start = Instant::now();
             for k in 0..events {
                 pace(start, interval, k).await;
-                bus.emit(fresh()?).await?;
+                let event = fresh()?;
+                sent.push(nanos_since(base));
+                bus.emit(event).await?;
             }
             wait_all(&counts, &[], events).await?;
             bus.shutdown(Duration::from_secs(5)).await;
@@ -378,7 +427,8 @@ pub(super) async fn latency(
                 let mut rx = tx.subscribe();
                 tasks.push(tokio::spawn(async move {
                     while let Ok(e) = rx.recv().await {
-                        record(&s, i, &e);
+                        record(&s, i, base);
+                        black_box(e.event_type());
                         c.bump();
                     }
                 }));
@@ -389,7 +439,9 @@ pub(super) async fn latency(
                 while tx.len() >= CAPACITY {
                     tokio::task::yield_now().await;
                 }
-                tx.send(fresh()?)
+                let event = fresh()?;
+                sent.push(nanos_since(base));
+                tx.send(event)
                     .map_err(|_| anyhow::anyhow!("broadcast receivers ended"))?;
             }
             wait_all(&counts, &[], events).await?;
@@ -399,7 +451,7 @@ pub(super) async fn latency(
             }
         }
     }
-    Ok(percentiles(&samples))
+    Ok(percentiles(&sent, &samples))
 }
 
 /// Waits (yielding, so the consumers run) until the `k`-th send time.

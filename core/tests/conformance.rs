@@ -954,3 +954,58 @@ fn publishers_racing_shutdown_are_either_refused_or_counted() {
         assert_eq!(seen.load(Ordering::Relaxed), ok);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_publishers_never_leave_an_event_in_a_parked_mailbox() {
+    // Consumers that keep emptying their mailbox park between events; one push per park sends
+    // the wake-up. If a wake-up were lost, an event would sit in a parked mailbox until
+    // something else woke it: `wait_idle` (which wakes nobody) would time out. Shutdown is not
+    // used to check, since closing a mailbox wakes its task anyway.
+    let bus = Bus::builder().mailbox_capacity(2).build().unwrap();
+    let counts: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
+    for (i, c) in counts.iter().enumerate() {
+        let c = Arc::clone(c);
+        bus.subscribe(EventType::DATA_CREATED)
+            .name(format!("sub-{i}"))
+            .handle(move |_: &Event| {
+                c.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap();
+    }
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 5_000;
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                for k in 0..EACH {
+                    if (k + p) % 3 == 0 {
+                        // Now and then a pause, so consumers catch up and park.
+                        tokio::task::yield_now().await;
+                    }
+                    bus.emit(ev(EventType::DATA_CREATED)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        // A publisher waiting for room in a mailbox whose task was never woken waits forever.
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("a publisher stuck waiting for room: its mailbox's task was never woken")
+            .unwrap();
+    }
+    assert!(
+        bus.wait_idle(Duration::from_secs(10)).await,
+        "an event was left in a mailbox: delivered {:?}",
+        counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect::<Vec<_>>()
+    );
+    for c in &counts {
+        assert_eq!(c.load(Ordering::Relaxed), PUBLISHERS * EACH);
+    }
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_balanced(), "{report:?}");
+}
