@@ -10,6 +10,9 @@
 //! a blocking handler) ends the batch and is awaited on its own, exactly as before, so order is
 //! kept whatever the handler does.
 //!
+//! Delivered events are released in bursts of up to [`RELEASE_BURST`], not one by one between
+//! handlers (see [`batch`]).
+//!
 //! Accounting stays exact: every synchronous delivery of a batch ends within one poll (nothing
 //! can abort the task in between), and the batch's delivered count is added before the poll
 //! returns; a delivery awaited across polls is held by an [`InHand`] guard, which records it
@@ -20,6 +23,7 @@ use crate::context;
 use crate::dispatch::{self, Continue, Started};
 use crate::event::Event;
 use crate::subscription::Sub;
+use smallvec::SmallVec;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,6 +31,9 @@ use tracing::Instrument as _;
 
 /// Deliveries a mailbox task makes in one poll before it lets the runtime run other tasks.
 pub(crate) const BATCH: usize = 128;
+
+/// Delivered events a batch holds before it releases them together.
+const RELEASE_BURST: usize = 32;
 
 /// How a batch ended.
 enum Batch {
@@ -74,6 +81,12 @@ fn batch(shared: &Shared, s: &Sub, cx: &mut Context<'_>) -> Batch {
     let mut made = 0usize;
     // Each event's causation around its handler; the thread's own restored once, at the end.
     let context = context::Batch::new();
+    // Delivered events are released in bursts, not one by one between handlers: an event
+    // reaching many subscriptions has its count raised by the publisher's core and lowered by
+    // the consumers', and each interleaved decrement pulled the count's line across (-25% per
+    // delivery at 16 subscriptions). Released before the delivered count is published, so
+    // whoever sees the deliveries counted sees the references gone.
+    let mut handled: SmallVec<[Event; RELEASE_BURST]> = SmallVec::new();
     let end = loop {
         if made == BATCH {
             break Batch::Full;
@@ -93,7 +106,11 @@ fn batch(shared: &Shared, s: &Sub, cx: &mut Context<'_>) -> Batch {
             Some(f) if !timed => match catch_unwind(AssertUnwindSafe(|| f(&event))) {
                 Ok(Ok(())) => {
                     delivered += 1;
-                    None
+                    if handled.len() == RELEASE_BURST {
+                        handled.clear();
+                    }
+                    handled.push(event);
+                    continue;
                 }
                 r => Some(dispatch::settle_sync(shared, s, &event, r, None)),
             },
@@ -109,6 +126,7 @@ fn batch(shared: &Shared, s: &Sub, cx: &mut Context<'_>) -> Batch {
             break Batch::Wait(event, how);
         }
     };
+    drop(handled);
     drop(context);
     s.counters.delivered_n(delivered);
     if made > 1 {

@@ -1009,3 +1009,55 @@ async fn racing_publishers_never_leave_an_event_in_a_parked_mailbox() {
     let report = bus.shutdown(Duration::from_secs(5)).await;
     assert!(report.is_balanced(), "{report:?}");
 }
+
+/// A payload that counts its drops: the event holding it is released when it drops.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+struct DropProbe {
+    #[serde(skip)]
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl plugbus::TypedEvent for DropProbe {
+    const EVENT_TYPE: &'static str = "conformance.drop_probe";
+    const CATEGORY: Category = Category::Custom;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emitted_event_is_released_once_its_deliveries_are_counted() {
+    // Mailbox tasks release delivered events in bursts; the burst must be released before the
+    // deliveries are counted, so an idle bus holds no reference to an event it delivered.
+    let bus = Bus::builder().build().unwrap();
+    for i in 0..3 {
+        let t = EventType::new(
+            <DropProbe as plugbus::TypedEvent>::EVENT_TYPE,
+            Category::Custom,
+        );
+        bus.subscribe(t.unwrap())
+            .name(format!("sub-{i}"))
+            .handle(|_: &Event| {})
+            .unwrap();
+    }
+    for round in 1..=50 {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let probe = DropProbe {
+            drops: Arc::clone(&drops),
+        };
+        let event = Event::new(probe).unwrap();
+        bus.emit(event).await.unwrap();
+        assert!(bus.wait_idle(Duration::from_secs(5)).await);
+        // The probe given to the event was moved in; its one drop is the event's release.
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "round {round}: event still held"
+        );
+    }
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_balanced(), "{report:?}");
+}
