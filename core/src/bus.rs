@@ -43,19 +43,16 @@ pub(crate) struct Enqueued {
     pub(crate) routed: bool,
 }
 
-/// What an emit returns once every delivery it owes is settled. `event` is what
-/// [`Shared::enqueue`] handed back: always there when a subscription refused it.
+/// What an emit returns once every delivery it owes is settled.
 #[inline]
-pub(crate) fn emit_result(
-    event: Option<Event>,
-    rejected: Vec<SubscriptionId>,
-) -> Result<(), PublishError> {
-    match event {
-        Some(event) if !rejected.is_empty() => Err(PublishError {
+pub(crate) fn emit_result(event: Event, rejected: Vec<SubscriptionId>) -> Result<(), PublishError> {
+    if rejected.is_empty() {
+        Ok(())
+    } else {
+        Err(PublishError {
             kind: PublishErrorKind::Full(rejected),
             event,
-        }),
-        _ => Ok(()),
+        })
     }
 }
 
@@ -441,74 +438,37 @@ impl Shared {
     /// delivery it owes has been handed over (or accounted for), so shutdown, which waits for
     /// routing to settle before it closes the mailboxes, never closes one on an event a
     /// publisher is still trying to put in.
-    ///
-    /// Returns the event unless the last push took it: the last matching mailbox gets the
-    /// caller's own reference instead of a clone when nothing before it needs the event back
-    /// (no mailbox was full), which saves a count up and a count down per emit. A push that
-    /// fails hands the event back, so whenever `out` holds waiting or rejected subscriptions
-    /// the event is returned.
     pub(crate) fn enqueue(
         self: &Arc<Self>,
         shard: &Shard,
-        event: Event,
+        event: &Event,
         only: Option<&[SubscriptionId]>,
         out: &mut Enqueued,
-    ) -> Option<Event> {
+    ) {
         let table = self.table.load();
-        let Routing::To(route) = self.route(shard, &table, &event, only) else {
-            return Some(event);
+        let Routing::To(route) = self.route(shard, &table, event, only) else {
+            return;
         };
         out.routed = true;
-        let last = route.len().saturating_sub(1);
-        let mut held = Some(event);
-        for (i, sub) in route.iter().enumerate() {
+        for sub in route.iter() {
             self.ensure_drain(sub);
-            let item = match held.take() {
-                Some(e) if i == last && out.waiting.is_empty() && out.rejected.is_empty() => e,
-                Some(e) => {
-                    let copy = e.clone();
-                    held = Some(e);
-                    copy
-                }
-                // Only the last push takes the event.
-                None => break,
-            };
-            let back = match sub.mailbox.push_quietly(item, sub.overflow) {
-                Push::Queued => None,
+            match sub.mailbox.push_quietly(event.clone(), sub.overflow) {
+                Push::Queued => {}
                 Push::Evicted(old) => {
                     dispatch::not_delivered(self, sub, &old, Outcome::Dropped, 0);
-                    None
                 }
                 Push::Full(e) => match sub.overflow {
-                    Overflow::Wait => {
-                        out.waiting.push(Arc::clone(sub));
-                        Some(e)
-                    }
-                    Overflow::DeadLetter if held.is_some() => {
-                        self.dead_letter_overflow(sub, e);
-                        None
-                    }
-                    Overflow::DeadLetter => {
-                        self.dead_letter_overflow(sub, e.clone());
-                        Some(e)
-                    }
+                    Overflow::Wait => out.waiting.push(Arc::clone(sub)),
+                    Overflow::DeadLetter => self.dead_letter_overflow(sub, e),
                     _ => {
                         dispatch::not_delivered(self, sub, &e, Outcome::Rejected, 0);
                         out.rejected.push(sub.id);
-                        Some(e)
                     }
                 },
-                Push::Closed(e) => {
-                    self.closed_on_push(sub, &e);
-                    Some(e)
-                }
-            };
-            if held.is_none() {
-                held = back;
+                Push::Closed(e) => self.closed_on_push(sub, &e),
             }
         }
         crate::mailbox::wake_parked(route.iter().map(|sub| &sub.mailbox));
-        held
     }
 
     /// A push found the mailbox closed: unsubscribed while we routed (the event never reached
@@ -709,7 +669,7 @@ impl Bus {
         event: Event,
         only: Option<&[SubscriptionId]>,
         queued: &mut Enqueued,
-    ) -> Result<Option<Event>, PublishError> {
+    ) -> Result<Event, PublishError> {
         let span = tracing::trace_span!(
             "plugbus.emit",
             event_type = event.event_type().name(),
@@ -718,11 +678,11 @@ impl Bus {
         let _entered = span.enter();
         let shard = self.shared.counters.local();
         let event = self.shared.admit(shard, event)?.into_event();
-        let kept = self.shared.enqueue(shard, event, only, queued);
+        self.shared.enqueue(shard, &event, only, queued);
         if queued.waiting.is_empty() && queued.routed {
             shard.routed();
         }
-        Ok(kept)
+        Ok(event)
     }
 
     /// Waits for room in each mailbox still owed the event (the `Wait` policy).
@@ -802,23 +762,20 @@ impl Bus {
         let shard = self.shared.counters.local();
         let event = self.shared.admit(shard, event)?.into_event();
         let mut queued = Enqueued::default();
-        let kept = self.shared.enqueue(shard, event, only, &mut queued);
+        self.shared.enqueue(shard, &event, only, &mut queued);
         let Enqueued {
             waiting,
             mut rejected,
             routed,
         } = queued;
-        // `enqueue` hands the event back whenever a mailbox is still owed it.
-        if let Some(event) = &kept {
-            for sub in waiting {
-                dispatch::not_delivered(&self.shared, &sub, event, Outcome::Rejected, 0);
-                rejected.push(sub.id);
-            }
+        for sub in waiting {
+            dispatch::not_delivered(&self.shared, &sub, &event, Outcome::Rejected, 0);
+            rejected.push(sub.id);
         }
         if routed {
             shard.routed();
         }
-        emit_result(kept, rejected)
+        emit_result(event, rejected)
     }
 
     /// Removes a subscription. Events already in its mailbox are still delivered; publishes that

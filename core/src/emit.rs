@@ -52,27 +52,24 @@ impl Future for Emit<'_> {
         match std::mem::replace(&mut this.state, State::Done) {
             State::Start(event) => {
                 let mut queued = Enqueued::default();
-                let kept = match this.bus.begin_emit(event, this.only, &mut queued) {
-                    Ok(kept) => kept,
+                let event = match this.bus.begin_emit(event, this.only, &mut queued) {
+                    Ok(event) => event,
                     Err(refused) => return Poll::Ready(Err(refused)),
                 };
-                // `enqueue` hands the event back whenever a mailbox is still owed it.
-                match kept {
-                    Some(event) if !queued.waiting.is_empty() => {
-                        let bus = this.bus;
-                        let Enqueued {
-                            waiting,
-                            rejected,
-                            routed,
-                        } = queued;
-                        this.state = State::Waiting(Box::pin(async move {
-                            bus.finish_emit(&event, (waiting, routed)).await;
-                            emit_result(Some(event), rejected)
-                        }));
-                        Pin::new(this).poll(cx)
-                    }
-                    kept => Poll::Ready(emit_result(kept, queued.rejected)),
+                if queued.waiting.is_empty() {
+                    return Poll::Ready(emit_result(event, queued.rejected));
                 }
+                let bus = this.bus;
+                let Enqueued {
+                    waiting,
+                    rejected,
+                    routed,
+                } = queued;
+                this.state = State::Waiting(Box::pin(async move {
+                    bus.finish_emit(&event, (waiting, routed)).await;
+                    emit_result(event, rejected)
+                }));
+                Pin::new(this).poll(cx)
             }
             State::Waiting(mut rest) => match rest.as_mut().poll(cx) {
                 Poll::Ready(r) => Poll::Ready(r),

@@ -145,8 +145,7 @@ impl Bus {
             let shard = shared.counters.local();
             shard.accept();
             let mut queued = crate::bus::Enqueued::default();
-            // A copy: the notice is still needed for the mailboxes that are full.
-            let _ = shared.enqueue(shard, e.clone(), None, &mut queued);
+            shared.enqueue(shard, &e, None, &mut queued);
             for sub in queued.waiting {
                 // Wait for room for the notice until the deadline, like any emit.
                 match tokio::time::timeout_at(until, sub.mailbox.push_wait(e.clone())).await {

@@ -551,9 +551,8 @@ fn gated_recorder(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emit_refused_by_its_last_mailboxes_hands_back_the_event_it_was_given() {
-    // The last matching mailbox takes the emit's own reference when nothing before it is
-    // owed the event; when that push (or the one before it) is refused, the event must still
-    // come back whole, and every other mailbox keep its copy.
+    // When the last matching mailboxes refuse the event, it must come back whole (the very
+    // event emitted), and every other mailbox keep its copy.
     let bus = Bus::builder().build().unwrap();
     let gate = Arc::new(Semaphore::new(0));
     let (a_seen, a) = counter();
