@@ -1061,3 +1061,48 @@ async fn an_emitted_event_is_released_once_its_deliveries_are_counted() {
     let report = bus.shutdown(Duration::from_secs(5)).await;
     assert!(report.is_balanced(), "{report:?}");
 }
+
+/// A mailbox task whose handlers are slow gives its worker back within its time slice, so the
+/// other tasks of that worker run between its deliveries instead of waiting for a fixed count
+/// of them (128 used to be the count: with a handler of 200 µs, 26 ms without a break).
+#[tokio::test(flavor = "current_thread")]
+async fn a_mailbox_task_with_slow_handlers_lets_the_other_tasks_of_its_worker_run() {
+    const EVENTS: usize = 200;
+    let bus = Bus::builder().mailbox_capacity(EVENTS).build().unwrap();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&handled);
+    bus.subscribe(EventType::DATA_CREATED)
+        .handle(move |_: &Event| {
+            std::thread::sleep(Duration::from_micros(200));
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    for _ in 0..EVENTS {
+        bus.try_emit(ev(EventType::DATA_CREATED)).unwrap();
+    }
+    // One thread: whenever this task runs, the mailbox task is between two polls.
+    let watcher = tokio::spawn({
+        let handled = Arc::clone(&handled);
+        async move {
+            let mut seen = Vec::new();
+            loop {
+                let n = handled.load(Ordering::SeqCst);
+                seen.push(n);
+                if n == EVENTS {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let seen = watcher.await.unwrap();
+    let longest = seen.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(
+        seen[0] < 64 && longest < 64,
+        "the mailbox task kept the thread for up to {longest} deliveries of 200 µs (first look: {})",
+        seen[0]
+    );
+    assert!(bus.wait_idle(Duration::from_secs(10)).await);
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_balanced(), "{report:#?}");
+}
